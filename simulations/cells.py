@@ -1,0 +1,19 @@
+"""One grid cell of a recursive-training sweep: the unit every model family simulates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Regime = Literal["replace", "accumulate", "fresh", "fixed_real", "accumulate_subsample"]
+DiversityControl = Literal["temperature", "top_p", "top_k", "dedup", "tail_resample", "matched"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    family: str
+    regime: Regime
+    ratio: float  # synthetic share rho of each generation's training data (regimes that mix)
+    diversity_control: DiversityControl
+    diversity: float  # the control's value (tau, p, k, ...) or, for "matched", the target diversity
+    real_amount: int  # real samples available per generation (or in the fixed pool)
