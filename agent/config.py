@@ -1,0 +1,53 @@
+"""Settings shared by every command: where data lives, which sources and LLM to use.
+
+Values come from CLI flags first, then environment variables, then these defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_ARXIV_URL = "https://export.arxiv.org/api/query"
+
+
+def _default_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "collapse-audit"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore")
+
+    home: Path = Field(default_factory=_default_home, validation_alias="COLLAPSE_AUDIT_HOME")
+    arxiv_url: str = Field(default=DEFAULT_ARXIV_URL, validation_alias="ARXIV_API_URL")
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    openai_api_key: str | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    model: str = Field(default="gpt-4o-mini", validation_alias="COLLAPSE_AUDIT_MODEL")
+    embeddings: Literal["auto", "minilm", "lexical"] = Field(default="auto", validation_alias="COLLAPSE_AUDIT_EMBEDDINGS")
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.home / "runs"
+
+    @property
+    def cache_path(self) -> Path:
+        """SQLite cache of arXiv lookups and searches."""
+        return self.home / "cache.sqlite"
+
+    @property
+    def snapshot_index_path(self) -> Path:
+        return self.home / "snapshot.sqlite"
+
+    @property
+    def claims_path(self) -> Path:
+        """The user's own claims, added with `collapse-audit claims add`."""
+        return self.home / "claims.jsonl"
+
+    @property
+    def sim_cache_dir(self) -> Path:
+        return self.home / "simulations"
