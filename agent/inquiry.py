@@ -2,12 +2,13 @@
 
 The parser reads the *shape* of an inquiry prompt, not one particular text:
 
-- question: in the first paragraph, the sentence that mentions a "question" (e.g. "The core question
+- question: in the first paragraph (headings skipped), the sentence that mentions a "question" (e.g. "The core question
   remains open: does ...?"); else its first sentence ending in "?"; else the whole paragraph.
 - claims: bullet lines (•, -, *, –, —, ·, ▪, ◦, ‣) after the first heading that mentions what was
   found ("What ... found", "Findings", "Claims", "Results") — or from the top when no such heading
-  exists — and before the numbered task list. Bullets shaped like anchors are never claims. A bullet
-  runs on over wrapped lines until a blank line, another bullet, a heading or a task item.
+  exists — and before the numbered task list. Bullets shaped like anchors, and bullets under an
+  "Anchor papers" / "References" / "Sources" heading, are never claims. A bullet runs on over
+  wrapped lines until a blank line, another bullet, a heading or a task item.
 - claim dates: every year expression inside a parenthetical or bracket of the bullet, e.g.
   "(2023, arXiv:2305.17493)", "(2024–2025)", "(Smith et al., 2021)". ``dated`` keeps the
   expressions as written, joined by "; " ("2024; 2026"); ``year_start``/``year_end`` are the
@@ -50,12 +51,14 @@ _BULLET_RE = re.compile(r"^\s*[•\-*–—·▪◦‣]\s+(\S.*)$")
 _TASK_RE = re.compile(r"^\s*(?:\((\d{1,2})\)|(\d{1,2})[.)])\s+(\S.*)$")
 _SUBTASK_LINE_RE = re.compile(r"^\s*(?:\(([a-z])\)|([a-z])[.)])\s+(\S.*)$")
 _SUBTASK_INLINE_RE = re.compile(r"\(([a-z])\)\s+")
+_TASK_INLINE_RE = re.compile(r"\((\d{1,2})\)\s+")
 _MD_HEADING_RE = re.compile(r"^\s*#{1,6}\s+(.*)$")
 _ANCHOR_RE = re.compile(
     r"^(?:[•\-*–—·▪◦‣]\s+)?" + ARXIV_ID_RE.pattern + r"\s*(?:\(((?:19|20)\d{2})\))?\s*[:–—-]\s*(\S.*)$",
     re.IGNORECASE,
 )
 _CLAIMS_HEADING_RE = re.compile(r"\b(found|findings?|claims?|results?)\b", re.IGNORECASE)
+_REFERENCES_HEADING_RE = re.compile(r"\b(anchors?|references?|sources|bibliography|reading list)\b", re.IGNORECASE)
 _MARKER_RE = re.compile(r"\s*\[(durable|perishable)\]\s*$", re.IGNORECASE)
 _DESCRIPTION_RE = {
     "durable": re.compile(r"\bdurable\b[^()\n]{0,40}?\(([^()]+)\)", re.IGNORECASE),
@@ -73,7 +76,7 @@ TAG_PATTERNS: dict[str, tuple[str, ...]] = {
     "complexity": (r"complex", r"difficult"),
     "synthetic-generation": (r"synthetic", r"model[- ]generated", r"self[- ]generated", r"ai[- ]generated", r"synthes"),
     "recursion": (r"recurs", r"self[- ]consum", r"iterat", r"retrain", r"feedback loop", r"closed[- ]loop"),
-    "collapse": (r"collaps", r"degenera", r"degrad"),
+    "collapse": (r"collaps", r"degenera"),
     "generalization": (r"generali[sz]", r"out[- ]of[- ]distribution", r"ood\b", r"transfer"),
     "evaluation": (r"metric", r"benchmark", r"evaluat", r"measur"),
     "scaling": (r"scal(?:e|es|ing)\b", r"scaling law", r"model size", r"parameter count"),
@@ -172,9 +175,12 @@ def parse_inquiry(text: str) -> Inquiry:
         (i + 1 for i, kind in enumerate(kinds[:task_start]) if kind == "heading" and _CLAIMS_HEADING_RE.search(lines[i])),
         0,
     )
-    claim_texts = [
-        _run_on(lines, kinds, i) for i in range(claims_from, task_start) if kinds[i] == "bullet"
-    ]
+    claim_texts, in_references = [], False
+    for i in range(claims_from, task_start):
+        if kinds[i] == "heading":
+            in_references = bool(_REFERENCES_HEADING_RE.search(lines[i]))
+        elif kinds[i] == "bullet" and not in_references:
+            claim_texts.append(_run_on(lines, kinds, i))
     if not claim_texts:
         raise InquiryError(
             "no claims found: list each dated claim as a bullet line ('• claim (2023, arXiv:2305.17493)')"
@@ -253,11 +259,10 @@ def _run_on(lines: list[str], kinds: list[str], start: int, extra: tuple[str, ..
 def _question(lines: list[str], kinds: list[str]) -> str:
     intro: list[str] = []
     for line, kind in zip(lines, kinds):
-        if kind == "blank" and intro:
+        if kind == "text":
+            intro.append(line.strip())
+        elif intro or kind not in ("blank", "heading"):
             break
-        if kind not in ("text", "blank"):
-            break
-        intro.append(line.strip())
     paragraph = " ".join(" ".join(intro).split())
     sentences = re.split(r"(?<=[.?!])\s+(?=[A-Z*\"“(])", paragraph)
     for sentence in sentences:
@@ -274,26 +279,36 @@ def _anchor(line: str) -> Anchor:
 
 
 def _tasks(lines: list[str], kinds: list[str], start: int) -> list[Task]:
+    """The task item at line ``start``, items numbered inline after it ("(2) ..."), and sub-items."""
     match = _TASK_RE.match(lines[start].strip())
     assert match is not None
     number = match.group(1) or match.group(2)
-    body = _run_on(lines, kinds, start, extra=("subtask",))
-    body = body[match.end(2) if match.group(2) else match.end(1) + 1 :].strip()
-    body = re.sub(r"^[.)]\s*", "", body)
-
-    # Lettered sub-items count only as a run (a), (b), (c)...; a lone "(c)" is ordinary text.
-    markers, expected = [], "a"
-    for sub in _SUBTASK_INLINE_RE.finditer(body):
-        if sub.group(1) == expected:
-            markers.append(sub)
-            expected = chr(ord(expected) + 1)
-    if not markers:
-        return [Task(id=number, text=body)]
-    tasks = [Task(id=number, text=body[: markers[0].start()].strip())]
-    for k, sub in enumerate(markers):
-        end = markers[k + 1].start() if k + 1 < len(markers) else len(body)
-        tasks.append(Task(id=f"{number}{sub.group(1)}", text=body[sub.end() : end].strip()))
+    body = _TASK_RE.sub(r"\3", _run_on(lines, kinds, start, extra=("subtask",)), count=1)
+    lead, *inline_items = _split_sequence(body, _TASK_INLINE_RE, str(int(number) + 1))
+    tasks: list[Task] = []
+    for task_number, text in [(number, lead[1]), *inline_items]:
+        (_, task_text), *subtasks = _split_sequence(text, _SUBTASK_INLINE_RE, "a")
+        tasks.append(Task(id=task_number, text=task_text))
+        tasks += [Task(id=f"{task_number}{letter}", text=sub_text) for letter, sub_text in subtasks]
     return tasks
+
+
+def _split_sequence(text: str, marker: re.Pattern[str], first: str) -> list[tuple[str, str]]:
+    """Split ``text`` at markers that follow in sequence from ``first`` ("a", "b", ... or "2", "3", ...).
+
+    Returns [("", text before the first marker), (label, item text), ...]; an out-of-sequence
+    marker such as a lone "(c)" stays part of the text.
+    """
+    cuts, expected = [], first
+    for found in marker.finditer(text):
+        if found.group(1) == expected:
+            cuts.append(found)
+            expected = str(int(expected) + 1) if expected.isdigit() else chr(ord(expected) + 1)
+    pieces = [("", text[: cuts[0].start()] if cuts else text)]
+    for k, cut in enumerate(cuts):
+        end = cuts[k + 1].start() if k + 1 < len(cuts) else len(text)
+        pieces.append((cut.group(1), text[cut.end() : end]))
+    return [(label, piece.strip()) for label, piece in pieces]
 
 
 def _stems(text: str) -> set[str]:
