@@ -1,0 +1,50 @@
+"""The long-lived helpers the nodes call: literature source, embeddings, analyst.
+
+They are rebuilt from the run's config rather than kept in graph state, so a resumed run (or
+LangGraph Studio) gets the same services without checkpointing live connections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agent.analyst import Analyst, OfflineAnalyst
+from agent.config import Settings
+from agent.state import RunConfig
+from tools.embeddings import Embedder, get_embedder
+from tools.snapshot import Snapshot
+from tools.sources import PaperSource, open_source
+
+
+@dataclass
+class Services:
+    settings: Settings
+    snapshot: Snapshot
+    source: PaperSource
+    embedder: Embedder
+    analyst: Analyst
+
+
+_built: dict[str, Services] = {}
+
+
+def services_for(run: RunConfig) -> Services:
+    key = run.model_dump_json(include={"run_id", "source", "arxiv_url", "llm", "model"})
+    if key not in _built:
+        settings = Settings()
+        settings.home.mkdir(parents=True, exist_ok=True)
+        snapshot = Snapshot.open(settings.snapshot_index_path)
+        source = open_source(run.source, arxiv_url=run.arxiv_url, cache_path=settings.cache_path, snapshot=snapshot)
+        embedder = get_embedder(settings.embeddings)
+        _built[key] = Services(settings, snapshot, source, embedder, _analyst(run, settings, embedder))
+    return _built[key]
+
+
+def _analyst(run: RunConfig, settings: Settings, embedder: Embedder) -> Analyst:
+    if run.llm == "none":
+        return OfflineAnalyst(embedder)
+    from agent.llm_analyst import LLMAnalyst
+    from tools.llm import LLMClient
+
+    client = LLMClient(settings.openai_base_url, settings.openai_api_key, run.model or settings.model)
+    return LLMAnalyst(client)

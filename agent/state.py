@@ -1,0 +1,65 @@
+"""The audit graph's state: typed records of our own models, not message lists."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypedDict
+
+from pydantic import BaseModel
+
+from agent.models import ClaimAudit, Evidence, FollowUpQuestion, Inquiry, TaskFinding
+from tools.grounding import CitationCheck
+from tools.papers import Paper
+
+
+class RunConfig(BaseModel):
+    """Everything a run was asked to do; stored with the run so `--resume` rebuilds the same services."""
+
+    run_id: str
+    run_date: date
+    inquiry_path: Path | None = None  # None: the packaged default inquiry
+    claims_path: Path | None = None  # None: the user's claim store
+    source: Literal["auto", "snapshot", "arxiv"] = "auto"
+    arxiv_url: str
+    llm: Literal["none", "openai"] = "none"
+    model: str | None = None
+    since: date | None = None
+    sim_budget: Literal["tiny", "small", "full"] = "small"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+    out_dir: Path
+
+
+class Candidate(BaseModel):
+    paper: Paper
+    relevance: float
+
+
+def merge_dicts(left: dict, right: dict) -> dict:
+    """Reducer for fan-out branches: each branch contributes its own keys."""
+    return {**(left or {}), **(right or {})}
+
+
+class AuditState(TypedDict, total=False):
+    run: RunConfig
+    inquiry: Inquiry
+    citations: dict[str, list[CitationCheck]]  # claim id (or "anchors") -> checks
+    candidates: Annotated[dict[str, list[Candidate]], merge_dicts]  # claim id -> newer papers, best first
+    evidence: dict[str, list[Evidence]]  # claim id -> graded evidence
+    simulation: dict[str, Any]  # the lab's result (JSON form), its plan and figure paths
+    audits: list[ClaimAudit]
+    follow_ups: list[FollowUpQuestion]
+    tasks: list[TaskFinding]
+    bottom_line: str
+    report_files: list[str]
+
+
+class ClaimPayload(TypedDict):
+    """What one literature branch receives through `Send`."""
+
+    run: RunConfig
+    claim_id: str
+    query: str
+    since: date | None
+    exclude: list[str]
