@@ -1,0 +1,254 @@
+"""The user's own claims: a JSON-lines file of Claim records, origin "user", ids U1, U2, ...
+
+Nothing is lost silently: `remove` moves a claim to a sibling archive ("claims.removed.jsonl"), and
+ids are numbered past every id in the store and the archive, so a removed id is never reused.
+Claims files for `import`/`validate` are .jsonl (one Claim object per line) or .json (a list of
+Claim objects, or an object with a "claims" list such as a dumped Inquiry); any other file is read as
+an inquiry prompt (agent/inquiry.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from agent.inquiry import claim_from_text, find_arxiv_ids, load_inquiry, parse_date_expression
+from agent.models import Claim, Durability
+
+CLAIMS_FILE_SUFFIXES = (".jsonl", ".json")
+_USER_ID_RE = re.compile(r"^U(\d+)$")
+
+
+class ClaimsStoreError(ValueError):
+    """A claims store or claims file cannot be used; the message is one line saying what to fix."""
+
+
+def user_claim(
+    text: str,
+    claim_id: str,
+    *,
+    dated: str | None = None,
+    tags: list[str] | None = None,
+    durability: Durability | None = None,
+    citations: list[str] | None = None,
+) -> Claim:
+    """A user claim: what is not given explicitly is read from the text, as the inquiry parser does."""
+    if not text.strip():
+        raise ClaimsStoreError("the claim text is empty: write the claim as one or more sentences")
+    claim = claim_from_text(text, claim_id, origin="user")
+    if dated is not None:
+        try:
+            claim.year_start, claim.year_end = parse_date_expression(dated)
+        except ValueError as error:
+            raise ClaimsStoreError(str(error)) from error
+        claim.dated = " ".join(dated.split())
+    if tags is not None:
+        claim.tags = list(dict.fromkeys(tag.strip().lower() for tag in tags if tag.strip()))
+    if durability is not None:
+        claim.durability = durability
+    if citations is not None:
+        normalised = [find_arxiv_ids(citation) for citation in citations]
+        bad = [citation for citation, ids in zip(citations, normalised) if len(ids) != 1]
+        if bad:
+            raise ClaimsStoreError(f"citation {bad[0]!r} is not one arXiv ID: write it as 2305.17493 or arXiv:2305.17493")
+        claim.citations = list(dict.fromkeys(ids[0] for ids in normalised))
+    return claim
+
+
+def read_claims_file(path: Path) -> list[Claim]:
+    """Claims from a .jsonl/.json claims file, or from an inquiry prompt; ids as given or C1..Cn."""
+    path = Path(path)
+    if path.suffix.lower() not in CLAIMS_FILE_SUFFIXES:
+        try:
+            return load_inquiry(path).claims
+        except ValueError as error:
+            raise ClaimsStoreError(str(error)) from error
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as error:
+        raise ClaimsStoreError(f"cannot read {path}: {error.strerror or error}; check the path") from error
+    except UnicodeDecodeError as error:
+        raise ClaimsStoreError(f"{path} is not UTF-8 text; save it as UTF-8") from error
+    records = _jsonl_records(path, text) if path.suffix.lower() == ".jsonl" else _json_records(path, text)
+    claims = [_claim_from_record(path, where, record, f"C{n}") for n, (where, record) in enumerate(records, start=1)]
+    if not claims:
+        raise ClaimsStoreError(f"{path} holds no claims: write one JSON object with a \"text\" field per line")
+    return claims
+
+
+def claims_file_warnings(claims: list[Claim]) -> list[str]:
+    """What an auditor would want fixed but can work around: undated, uncited or duplicate claims."""
+    warnings: list[str] = []
+    seen: dict[str, str] = {}
+    for claim in claims:
+        if claim.dated is None:
+            warnings.append(f"{claim.id} has no date: add the year it was claimed, e.g. '(2024, arXiv:...)'")
+        if not claim.citations:
+            warnings.append(f"{claim.id} cites no arXiv ID: it can only be checked by literature search")
+        key = _text_key(claim.text)
+        if key in seen:
+            warnings.append(f"{claim.id} repeats {seen[key]}")
+        seen.setdefault(key, claim.id)
+    ids = [claim.id for claim in claims]
+    warnings += [f"id {claim_id} is used more than once" for claim_id in dict.fromkeys(ids) if ids.count(claim_id) > 1]
+    return warnings
+
+
+class ClaimsStore:
+    """The JSON-lines store of user claims at ``path`` (default: Settings().claims_path)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.removed_path = self.path.with_name(f"{self.path.stem}.removed.jsonl")
+
+    def list_claims(self) -> list[Claim]:
+        return self._read(self.path)
+
+    def add(
+        self,
+        text: str,
+        *,
+        dated: str | None = None,
+        tags: list[str] | None = None,
+        durability: Durability | None = None,
+    ) -> Claim:
+        """Store a new claim; refuses a claim whose text is already stored."""
+        claim = user_claim(text, self._next_id(), dated=dated, tags=tags, durability=durability)
+        existing = {_text_key(c.text): c.id for c in self.list_claims()}
+        if _text_key(claim.text) in existing:
+            raise ClaimsStoreError(f"this claim is already stored as {existing[_text_key(claim.text)]}")
+        self._append(self.path, [claim])
+        return claim
+
+    def remove(self, claim_id: str) -> Claim:
+        """Move a claim to the archive file; its id is not given out again."""
+        claims = self.list_claims()
+        match = next((c for c in claims if c.id.lower() == claim_id.strip().lower()), None)
+        if match is None:
+            known = ", ".join(c.id for c in claims) or "none"
+            raise ClaimsStoreError(f"no user claim {claim_id!r} (stored: {known}); see `claims list`")
+        self._append(self.removed_path, [match])
+        self._rewrite([c for c in claims if c is not match])
+        return match
+
+    def import_claims(self, claims: list[Claim]) -> tuple[list[Claim], list[Claim]]:
+        """Store copies of ``claims`` under new user ids; returns (added, skipped as already stored)."""
+        stored = {_text_key(c.text) for c in self.list_claims()}
+        first = self._next_number()
+        added: list[Claim] = []
+        skipped: list[Claim] = []
+        for claim in claims:
+            key = _text_key(claim.text)
+            if key in stored:
+                skipped.append(claim)
+                continue
+            stored.add(key)
+            added.append(claim.model_copy(update={"id": f"U{first + len(added)}", "origin": "user"}))
+        self._append(self.path, added)
+        return added, skipped
+
+    def _next_id(self) -> str:
+        return f"U{self._next_number()}"
+
+    def _next_number(self) -> int:
+        numbers = [int(m.group(1)) for c in self.list_claims() + self._read(self.removed_path) if (m := _USER_ID_RE.match(c.id))]
+        return max(numbers, default=0) + 1
+
+    def _read(self, path: Path) -> list[Claim]:
+        if not path.exists():
+            return []
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ClaimsStoreError(f"cannot read the claims store {path}: {error}") from error
+        claims = []
+        for where, record in _jsonl_records(path, text):
+            try:
+                claims.append(Claim.model_validate(record))
+            except ValidationError as error:
+                raise ClaimsStoreError(f"{path}:{where}: {_first_error(error)}; fix or delete that line") from error
+        return claims
+
+    def _append(self, path: Path, claims: list[Claim]) -> None:
+        if not claims:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # A hand-edited store may lack its final newline; never glue a record onto the last line.
+        needs_newline = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+        with path.open("a", encoding="utf-8") as out:
+            out.write("\n" if needs_newline else "")
+            out.writelines(claim.model_dump_json() + "\n" for claim in claims)
+
+    def _rewrite(self, claims: list[Claim]) -> None:
+        """Replace the store in one step, so that an interrupted write leaves the old file intact."""
+        temporary = self.path.with_name(f".{self.path.name}.tmp")
+        temporary.write_text("".join(claim.model_dump_json() + "\n" for claim in claims), encoding="utf-8")
+        os.replace(temporary, self.path)
+
+
+def _text_key(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _jsonl_records(path: Path, text: str) -> list[tuple[str, Any]]:
+    records = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append((str(number), json.loads(line)))
+        except json.JSONDecodeError as error:
+            raise ClaimsStoreError(f"{path}:{number}: not JSON ({error.msg}); write one JSON object per line") from error
+    return records
+
+
+def _json_records(path: Path, text: str) -> list[tuple[str, Any]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ClaimsStoreError(f"{path}:{error.lineno}: not JSON ({error.msg})") from error
+    if isinstance(data, dict) and isinstance(data.get("claims"), list):
+        data = data["claims"]
+    if not isinstance(data, list):
+        raise ClaimsStoreError(f"{path}: expected a list of claims or an object with a \"claims\" list")
+    return [(f"claim {n}", record) for n, record in enumerate(data, start=1)]
+
+
+def _claim_from_record(path: Path, where: str, record: Any, default_id: str) -> Claim:
+    """A Claim from one JSON record: "text" is required; what is missing is read from the text."""
+    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+        raise ClaimsStoreError(f"{path}:{where}: each claim needs a \"text\" string, e.g. {{\"text\": \"...\"}}")
+    unknown = sorted(set(record) - set(Claim.model_fields))
+    if unknown:
+        raise ClaimsStoreError(f"{path}:{where}: unknown field {unknown[0]!r}; allowed: {', '.join(Claim.model_fields)}")
+    for field, expected in (("dated", str), ("durability", str), ("tags", list), ("citations", list)):
+        value = record.get(field)
+        if value is not None and not isinstance(value, expected):
+            raise ClaimsStoreError(f"{path}:{where}: {field!r} must be a {expected.__name__}, got {value!r}")
+    if record.get("dated") is None and isinstance(record.get("year_start"), int):
+        start, end = record["year_start"], record.get("year_end") or record["year_start"]
+        record = record | {"dated": str(start) if end == start else f"{start}–{end}"}
+    try:
+        claim = user_claim(
+            record["text"],
+            str(record.get("id") or default_id),
+            dated=record.get("dated"),
+            tags=record.get("tags"),
+            durability=record.get("durability"),
+            citations=record.get("citations"),
+        )
+        return Claim.model_validate(claim.model_dump() | {"origin": record.get("origin", "user")})
+    except (ValidationError, TypeError, ValueError) as error:
+        reason = _first_error(error) if isinstance(error, ValidationError) else str(error)
+        raise ClaimsStoreError(f"{path}:{where}: {reason}") from error
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "record"
+    return f"{field}: {first['msg']}"
