@@ -1,0 +1,91 @@
+"""Related-paper retrieval: lexical candidates (FTS5) plus embedding neighbours, re-ranked.
+
+Re-ranking formula, for a candidate at 0-based position `rank` among the `n_lexical` lexical hits:
+
+    score = SEMANTIC_WEIGHT * cosine(query, paper) + LEXICAL_WEIGHT * (1 - rank / n_lexical)
+
+and candidates that came only from the embedding neighbours get no lexical part. The cosine is
+taken between the query and the paper's title, summary and findings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from datetime import date
+
+import numpy as np
+
+from tools.embeddings import Embedder, cosine
+from tools.papers import Paper
+from tools.snapshot import Snapshot
+
+SEMANTIC_WEIGHT = 0.75
+LEXICAL_WEIGHT = 0.25
+LEXICAL_CANDIDATES = 60  # at least this many FTS hits go to the re-ranker
+DENSE_CANDIDATES = 30  # nearest papers by embedding that join them
+# Beyond this many papers (e.g. after a full Kaggle ingest) embedding every paper is too slow;
+# candidates then come from FTS alone.
+DENSE_CORPUS_LIMIT = 5_000
+
+
+def paper_text(paper: Paper) -> str:
+    """What a paper's embedding is computed from."""
+    return " ".join([paper.title + ".", paper.summary, *paper.findings])
+
+
+def rerank(
+    query: str, candidates: list[Paper], embedder: Embedder, limit: int, *, n_lexical: int | None = None
+) -> list[tuple[Paper, float]]:
+    """Order `candidates` (lexical hits first, best first) by the formula in the module docstring.
+
+    `n_lexical` says how many leading candidates are lexical hits; default: all of them.
+    """
+    if not candidates or limit <= 0:
+        return []
+    n_lexical = len(candidates) if n_lexical is None else n_lexical
+    similarity = cosine(embedder.encode([query]), embedder.encode([paper_text(p) for p in candidates]))[0]
+    scored = []
+    for rank, (paper, sim) in enumerate(zip(candidates, similarity, strict=True)):
+        lexical = 1.0 - rank / n_lexical if rank < n_lexical else 0.0
+        scored.append((paper, float(SEMANTIC_WEIGHT * sim + LEXICAL_WEIGHT * lexical)))
+    scored.sort(key=lambda pair: pair[1], reverse=True)
+    return scored[:limit]
+
+
+def find_related(
+    query: str, snapshot: Snapshot, embedder: Embedder, *, since: date | None, until: date | None, limit: int
+) -> list[tuple[Paper, float]]:
+    """Papers in [since, until] most related to `query`, best first, with their re-ranking score."""
+    lexical = [p for p, _ in snapshot.search(query, since=since, until=until, limit=max(LEXICAL_CANDIDATES, 3 * limit))]
+    seen = {p.id for p in lexical}
+    dense = [p for p in _nearest(query, snapshot, embedder, since, until) if p.id not in seen]
+    return rerank(query, lexical + dense, embedder, limit, n_lexical=len(lexical))
+
+
+def _nearest(query: str, snapshot: Snapshot, embedder: Embedder, since: date | None, until: date | None) -> list[Paper]:
+    if len(snapshot) > DENSE_CORPUS_LIMIT:
+        return []
+    papers, matrix = _corpus_embeddings(snapshot, embedder)
+    in_window = np.array([(since is None or p.published >= since) and (until is None or p.published <= until) for p in papers])
+    if not in_window.any():
+        return []
+    similarity = np.where(in_window, cosine(embedder.encode([query]), matrix)[0], -np.inf)
+    order = np.argsort(-similarity, kind="stable")[: min(DENSE_CANDIDATES, int(in_window.sum()))]
+    return [papers[i] for i in order]
+
+
+_corpus_cache: dict[tuple[str, str], tuple[list[Paper], np.ndarray]] = {}
+_corpus_lock = threading.Lock()
+
+
+def _corpus_embeddings(snapshot: Snapshot, embedder: Embedder) -> tuple[list[Paper], np.ndarray]:
+    """Every paper and its embedding, computed once per embedder and snapshot content."""
+    papers = snapshot.papers()
+    texts = [paper_text(p) for p in papers]
+    key = (embedder.name, hashlib.sha256("\x1e".join(p.id + "\x1f" + t for p, t in zip(papers, texts)).encode()).hexdigest())
+    with _corpus_lock:
+        if key not in _corpus_cache:
+            _corpus_cache.clear()  # one snapshot per process is the normal case; don't hoard stale ones
+            _corpus_cache[key] = (papers, embedder.encode(texts))
+        return _corpus_cache[key]
