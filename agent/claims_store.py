@@ -81,6 +81,24 @@ def read_claims_file(path: Path) -> list[Claim]:
     return claims
 
 
+def load_user_claims(path: Path) -> list[Claim]:
+    """The user claims an audit adds to the inquiry's: the store, or any claims file / inquiry.
+
+    A missing file means no user claims. Claims keep their ids when they are all distinct "U<n>" ids
+    (as in the store); otherwise they are numbered U1..Un in order, so they never clash with the
+    inquiry's C ids.
+    """
+    if not Path(path).exists():
+        return []
+    claims = read_claims_file(path)
+    ids = [claim.id for claim in claims]
+    keep_ids = len(set(ids)) == len(ids) and all(_USER_ID_RE.match(claim_id) for claim_id in ids)
+    return [
+        claim.model_copy(update={"origin": "user", "id": claim.id if keep_ids else f"U{n}"})
+        for n, claim in enumerate(claims, start=1)
+    ]
+
+
 def claims_file_warnings(claims: list[Claim]) -> list[str]:
     """What an auditor would want fixed but can work around: undated, uncited or duplicate claims."""
     warnings: list[str] = []
