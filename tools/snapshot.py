@@ -98,9 +98,13 @@ class Snapshot:
         else:
             index_path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(index_path, check_same_thread=False)
-        with db:
-            db.executescript(_SCHEMA)
-        _load_packaged_if_outdated(db)
+        try:
+            with db:
+                db.executescript(_SCHEMA)
+            _load_packaged_if_outdated(db)
+        except sqlite3.DatabaseError as error:
+            db.close()
+            raise ValueError(f"{index_path} is not a usable snapshot index ({error}); delete it to rebuild") from error
         return cls(db, index_path)
 
     def close(self) -> None:
