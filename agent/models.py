@@ -107,6 +107,7 @@ class Report(BaseModel):
     run_id: str
     created_at: datetime
     config: dict[str, Any]
+    question: str
     bottom_line: str
     claims: list[ClaimAudit]
     citations: list[CitationCheck]
