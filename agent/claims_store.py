@@ -84,11 +84,12 @@ def read_claims_file(path: Path) -> list[Claim]:
 def load_user_claims(path: Path) -> list[Claim]:
     """The user claims an audit adds to the inquiry's: the store, or any claims file / inquiry.
 
-    A missing file means no user claims. Claims keep their ids when they are all distinct "U<n>" ids
+    A missing or empty claims file (a store whose claims were all removed) means no user claims. Claims keep their ids when they are all distinct "U<n>" ids
     (as in the store); otherwise they are numbered U1..Un in order, so they never clash with the
     inquiry's C ids.
     """
-    if not Path(path).exists():
+    path = Path(path)
+    if not path.exists() or (path.suffix.lower() in CLAIMS_FILE_SUFFIXES and not path.read_bytes().strip()):
         return []
     claims = read_claims_file(path)
     ids = [claim.id for claim in claims]
