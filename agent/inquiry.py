@@ -2,8 +2,9 @@
 
 The parser reads the *shape* of an inquiry prompt, not one particular text:
 
-- question: in the first paragraph (headings skipped), the sentence that mentions a "question" (e.g. "The core question
-  remains open: does ...?"); else its first sentence ending in "?"; else the whole paragraph.
+- question: in the first paragraph (headings skipped), the sentence that mentions a "question"
+  (e.g. "The core question remains open: does ...?"); else its first sentence ending in "?"; else
+  the whole paragraph.
 - claims: bullet lines (•, -, *, –, —, ·, ▪, ◦, ‣) after the first heading that mentions what was
   found ("What ... found", "Findings", "Claims", "Results") — or from the top when no such heading
   exists — and before the numbered task list. Bullets shaped like anchors, and bullets under an
@@ -19,9 +20,10 @@ The parser reads the *shape* of an inquiry prompt, not one particular text:
   own lines -> Task ids "1", "1a", "1b", ...; the parent keeps the text before its first sub-item.
 - tags: the keyword vocabulary ``TAG_PATTERNS`` below, matched on word stems.
 - durability: an explicit "[durable]" / "[perishable]" marker ending a bullet wins. Otherwise, when
-  the prompt names "the durable claim (X)" and "the perishable one (Y)", each description marks the
-  claim(s) it matches best: score = shared tags + shared content-word stems, highest score wins
-  (score 0 marks nothing; a claim best matching both descriptions equally stays "unassessed").
+  the prompt names "the durable claim (X)" and "the perishable one (Y)" (or quotes X and Y), each
+  description marks the claim(s) it matches best: score = shared tags + shared content-word stems,
+  highest score wins (score 0 marks nothing; a claim best matching both descriptions equally stays
+  "unassessed").
 """
 
 from __future__ import annotations
@@ -60,9 +62,11 @@ _ANCHOR_RE = re.compile(
 _CLAIMS_HEADING_RE = re.compile(r"\b(found|findings?|claims?|results?)\b", re.IGNORECASE)
 _REFERENCES_HEADING_RE = re.compile(r"\b(anchors?|references?|sources|bibliography|reading list)\b", re.IGNORECASE)
 _MARKER_RE = re.compile(r"\s*\[(durable|perishable)\]\s*$", re.IGNORECASE)
+# "the durable claim (X)", "the perishable one (Y)", 'durable finding "X"': the description follows
+# the word within a few words, in parentheses or quotes.
 _DESCRIPTION_RE = {
-    "durable": re.compile(r"\bdurable\b[^()\n]{0,40}?\(([^()]+)\)", re.IGNORECASE),
-    "perishable": re.compile(r"\bperishable\b[^()\n]{0,40}?\(([^()]+)\)", re.IGNORECASE),
+    kind: re.compile(rf"\b{kind}\b[^()\n\"“]{{0,40}}?(?:\(([^()]+)\)|[\"“]([^\"”]+)[\"”])", re.IGNORECASE)
+    for kind in ("durable", "perishable")
 }
 
 # Tag -> patterns matched at word starts on the lower-cased text. Broad ML themes, so that claims on
@@ -87,6 +91,7 @@ TAG_PATTERNS: dict[str, tuple[str, ...]] = {
 }
 _TAG_RES = {tag: re.compile(r"\b(?:" + "|".join(p) + ")") for tag, p in TAG_PATTERNS.items()}
 
+# Function words, and the filler verbs durability descriptions end on ("X happens", "Y is what matters").
 _STOPWORDS = frozenset(
     "a an the of to in on for and or but is are was were be been being it its this that these those "
     "with by from as at not no than then so such what which who whom when where why how does do did "
@@ -321,7 +326,8 @@ def _mark_durability(claims: list[Claim], text: str) -> None:
     # claim id -> durability -> best score among the descriptions that picked this claim
     picked: dict[str, dict[str, int]] = {}
     for durability, pattern in _DESCRIPTION_RE.items():
-        for description in pattern.findall(text):
+        for in_parentheses, in_quotes in pattern.findall(text):
+            description = in_parentheses or in_quotes
             tags, stems = set(tag_text(description)), _stems(description)
             scores = {c.id: len(tags & set(c.tags)) + len(stems & _stems(c.text)) for c in claims}
             top = max(scores.values())

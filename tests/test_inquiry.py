@@ -132,6 +132,14 @@ def test_a_claim_matching_no_durability_description_stays_unassessed():
     assert [c.durability for c in claims] == ["durable", "unassessed"]
 
 
+def test_durability_descriptions_in_quotes():
+    text = (
+        "What was found:\n• Attention sinks appear in every layer (2024).\n• Tokenizers shape arithmetic (2023).\n\n"
+        'Keep the durable finding "attention sinks appear" apart from the perishable one "tokenizers shape arithmetic".\n'
+    )
+    assert [c.durability for c in parse_inquiry(text).claims] == ["durable", "perishable"]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
