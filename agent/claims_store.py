@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from agent.inquiry import claim_from_text, find_arxiv_ids, load_inquiry, parse_date_expression
-from agent.models import Claim, Durability
+from agent.models import Claim
 
 CLAIMS_FILE_SUFFIXES = (".jsonl", ".json")
 _USER_ID_RE = re.compile(r"^U(\d+)$")
@@ -34,30 +34,33 @@ def user_claim(
     *,
     dated: str | None = None,
     tags: list[str] | None = None,
-    durability: Durability | None = None,
+    durability: str | None = None,
     citations: list[str] | None = None,
 ) -> Claim:
     """A user claim: what is not given explicitly is read from the text, as the inquiry parser does."""
     if not text.strip():
         raise ClaimsStoreError("the claim text is empty: write the claim as one or more sentences")
-    claim = claim_from_text(text, claim_id, origin="user")
+    fields = claim_from_text(text, claim_id, origin="user").model_dump()
     if dated is not None:
         try:
-            claim.year_start, claim.year_end = parse_date_expression(dated)
+            fields["year_start"], fields["year_end"] = parse_date_expression(dated)
         except ValueError as error:
             raise ClaimsStoreError(str(error)) from error
-        claim.dated = " ".join(dated.split())
+        fields["dated"] = " ".join(dated.split())
     if tags is not None:
-        claim.tags = list(dict.fromkeys(tag.strip().lower() for tag in tags if tag.strip()))
+        fields["tags"] = list(dict.fromkeys(tag.strip().lower() for tag in tags if tag.strip()))
     if durability is not None:
-        claim.durability = durability
+        fields["durability"] = durability
     if citations is not None:
         normalised = [find_arxiv_ids(citation) for citation in citations]
         bad = [citation for citation, ids in zip(citations, normalised) if len(ids) != 1]
         if bad:
             raise ClaimsStoreError(f"citation {bad[0]!r} is not one arXiv ID: write it as 2305.17493 or arXiv:2305.17493")
-        claim.citations = list(dict.fromkeys(ids[0] for ids in normalised))
-    return claim
+        fields["citations"] = list(dict.fromkeys(ids[0] for ids in normalised))
+    try:
+        return Claim.model_validate(fields)
+    except ValidationError as error:
+        raise ClaimsStoreError(_first_error(error)) from error
 
 
 def read_claims_file(path: Path) -> list[Claim]:
@@ -134,7 +137,7 @@ class ClaimsStore:
         *,
         dated: str | None = None,
         tags: list[str] | None = None,
-        durability: Durability | None = None,
+        durability: str | None = None,
     ) -> Claim:
         """Store a new claim; refuses a claim whose text is already stored."""
         claim = user_claim(text, self._next_id(), dated=dated, tags=tags, durability=durability)
@@ -252,6 +255,8 @@ def _claim_from_record(path: Path, where: str, record: Any, default_id: str) -> 
     if record.get("dated") is None and isinstance(record.get("year_start"), int):
         start, end = record["year_start"], record.get("year_end") or record["year_start"]
         record = record | {"dated": str(start) if end == start else f"{start}–{end}"}
+    if any(not isinstance(item, str) for field in ("tags", "citations") for item in record.get(field) or []):
+        raise ClaimsStoreError(f"{path}:{where}: \"tags\" and \"citations\" must be lists of strings")
     try:
         claim = user_claim(
             record["text"],
@@ -262,9 +267,10 @@ def _claim_from_record(path: Path, where: str, record: Any, default_id: str) -> 
             citations=record.get("citations"),
         )
         return Claim.model_validate(claim.model_dump() | {"origin": record.get("origin", "user")})
-    except (ValidationError, TypeError, ValueError) as error:
-        reason = _first_error(error) if isinstance(error, ValidationError) else str(error)
-        raise ClaimsStoreError(f"{path}:{where}: {reason}") from error
+    except ValidationError as error:
+        raise ClaimsStoreError(f"{path}:{where}: {_first_error(error)}") from error
+    except ClaimsStoreError as error:
+        raise ClaimsStoreError(f"{path}:{where}: {error}") from error
 
 
 def _first_error(error: ValidationError) -> str:

@@ -112,6 +112,8 @@ def _write(path: Path, content: str | bytes) -> str:
         (lambda d: ["validate", _write(d / "bad.json", '{"text": "x"}')], "expected a list of claims"),
         (lambda d: ["validate", _write(d / "extra.jsonl", '{"text": "x", "verdict": "ok"}\n')], "unknown field 'verdict'"),
         (lambda d: ["validate", _write(d / "blank.jsonl", "\n")], "holds no claims"),
+        (lambda d: ["validate", _write(d / "tags.jsonl", '{"text": "x", "tags": [1]}\n')], "lists of strings"),
+        (lambda d: ["validate", _write(d / "dur.jsonl", '{"text": "x", "durability": "forever"}\n')], "durability: Input"),
         (lambda d: ["import", str(d / "missing.jsonl")], "cannot read"),
         (lambda d: ["import", _write(d / "cites.jsonl", '{"text": "x", "citations": ["Smith 2020"]}\n')], "not one arXiv ID"),
     ],
