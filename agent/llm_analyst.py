@@ -28,6 +28,9 @@ class VerdictReply(BaseModel):
     rationale: str = Field(description="two or three sentences naming the arXiv IDs it rests on")
 
 
+_TEXT_KIND = {"paraphrase": "our paraphrase of the paper, not its abstract", "abstract": "the paper's abstract"}
+
+
 class LLMAnalyst:
     judged_by: JudgedBy = "model"
 
@@ -45,8 +48,8 @@ class LLMAnalyst:
             paper_id=paper.id,
             title=paper.title,
             published=paper.published.isoformat(),
-            text_kind="our paraphrase of the paper, not its abstract" if paper.summary_is_paraphrase else "the paper's abstract",
-            text="\n".join(t for t in [paper.summary, *paper.findings] if t.strip()) or "(no text held beyond the title)",
+            text_kind=_TEXT_KIND[source],
+            text="\n".join(t for t in [paper.summary, *paper.findings] if t.strip()) or "(no text beyond the title)",
         )
         answer = self.client.structured(system, prompt, StanceReply)
         quote = verbatim(answer.quote, paper.text()) if answer.quote else None
@@ -95,7 +98,10 @@ def _template(name: str) -> tuple[str, str]:
 
 def _evidence_line(e: Evidence) -> str:
     newer = ", newer than the claim" if e.newer_than_claim else ""
-    line = f'- arXiv:{e.arxiv_id} "{e.title}" ({e.published.isoformat()}{newer}): {e.stance}, relevance {e.score:.2f}. {e.rationale}'
+    line = (
+        f'- arXiv:{e.arxiv_id} "{e.title}" ({e.published.isoformat()}{newer}): '
+        f"{e.stance}, relevance {e.score:.2f}. {e.rationale}"
+    )
     return line + (f' Quote ({e.quote_source}): "{e.quote}"' if e.quote else "")
 
 

@@ -8,7 +8,7 @@ import time
 from datetime import date
 
 import pytest
-from openai_server import OpenAIServer, rate_limited, reply, server_error, unauthorized
+from openai_server import OpenAIServer, Reply, rate_limited, reply, server_error, unauthorized
 
 from agent.llm_analyst import LLMAnalyst, StanceReply, verbatim
 from agent.models import Claim, Evidence
@@ -143,7 +143,7 @@ def test_rate_limit_and_server_error_are_retried():
 
 def test_rate_limit_beyond_retries_is_an_llm_error():
     with OpenAIServer([rate_limited(0.01), rate_limited(0.01)]) as server:
-        with pytest.raises(LLMError, match="rate-limiting after 1 retries"):
+        with pytest.raises(LLMError, match=r"rate-limiting \(HTTP 429\) after 1 retries"):
             analyst(server, max_retries=1).assess(CLAIM, PAPER, 0.9)
 
 
@@ -157,6 +157,17 @@ def test_unreachable_endpoint_is_one_line_saying_what_to_check():
     message = str(failure.value)
     assert "\n" not in message
     assert f"127.0.0.1:{port}" in message and "running" in message
+
+
+def test_slow_server_is_a_timeout_error():
+    def slow(body: dict) -> Reply:
+        time.sleep(0.6)
+        return reply(stance("supports", None))
+
+    with OpenAIServer(slow) as server:
+        client = LLMClient(server.base_url, None, "test-model", timeout=0.2, max_retries=0)
+        with pytest.raises(LLMError, match="did not answer within 0.2 s"):
+            client.structured("s", "u", StanceReply)
 
 
 def test_rejected_key_and_missing_configuration_say_what_to_set():

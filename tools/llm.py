@@ -39,7 +39,7 @@ class LLMClient:
         self._openai = openai.OpenAI(
             base_url=self.endpoint, api_key=api_key or PLACEHOLDER_KEY, timeout=timeout, max_retries=max_retries
         )
-        self._max_retries = max_retries
+        self._timeout, self._max_retries = timeout, max_retries
         # Cleared once the server rejects `json_schema`, so later calls go straight to the prompt path.
         self._json_schema = True
 
@@ -62,7 +62,8 @@ class LLMClient:
         completion = self._call(self._openai.chat.completions.parse, messages, response_format=schema)
         message = completion.choices[0].message
         if message.parsed is None:
-            raise LLMError(f"model {self.model!r} at {self.endpoint} refused to answer: {_one_line(message.refusal or 'no content')}")
+            refusal = _one_line(message.refusal or "no content")
+            raise LLMError(f"model {self.model!r} at {self.endpoint} refused to answer: {refusal}")
         return message.parsed
 
     def _prompted(self, messages: list[dict], schema: type[T]) -> T:
@@ -92,7 +93,10 @@ class LLMClient:
         try:
             return method(model=self.model, messages=messages, **kwargs)
         except openai.APITimeoutError:
-            raise LLMError(f"the LLM endpoint {self.endpoint} did not answer in time; is the server overloaded or the model too slow?") from None
+            raise LLMError(
+                f"the LLM endpoint {self.endpoint} did not answer within {self._timeout:g} s; "
+                "is the server overloaded, or the model too slow for it?"
+            ) from None
         except openai.APIConnectionError:
             raise LLMError(
                 f"cannot reach the LLM endpoint {self.endpoint}; is the server at that URL running? "
@@ -104,11 +108,13 @@ class LLMClient:
             ) from None
         except openai.NotFoundError:
             raise LLMError(
-                f"the LLM endpoint {self.endpoint} has no model {self.model!r} (HTTP 404): pass --model with a model it serves"
+                f"the LLM endpoint {self.endpoint} answered 404 for model {self.model!r}: pass --model with a model it "
+                "serves, and check that OPENAI_BASE_URL ends in /v1"
             ) from None
         except openai.RateLimitError:
             raise LLMError(
-                f"the LLM endpoint {self.endpoint} is still rate-limiting after {self._max_retries} retries (HTTP 429); try again later"
+                f"the LLM endpoint {self.endpoint} is still rate-limiting (HTTP 429) after {self._max_retries} "
+                "retries; try again later"
             ) from None
         except openai.APIStatusError as error:
             if isinstance(error, openai.BadRequestError) and "response_format" in kwargs:
