@@ -5,7 +5,9 @@ Re-ranking formula, for a candidate at 0-based position `rank` among the `n_lexi
     score = SEMANTIC_WEIGHT * cosine(query, paper) + LEXICAL_WEIGHT * (1 - rank / n_lexical)
 
 and candidates that came only from the embedding neighbours get no lexical part. The cosine is
-taken between the query and the paper's title, summary and findings.
+taken between the query and the paper's title and summary; findings stay out of the embedded text
+because they nearly double its length (and MiniLM's encoding time) while repeating the summary, and
+the lexical part already searches them.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ DENSE_CORPUS_LIMIT = 5_000
 
 def paper_text(paper: Paper) -> str:
     """What a paper's embedding is computed from."""
-    return " ".join([paper.title + ".", paper.summary, *paper.findings])
+    return f"{paper.title}. {paper.summary}"
 
 
 def rerank(
