@@ -104,7 +104,7 @@ def test_persistent_index_reopen_keeps_ingested_rows(tmp_path: Path) -> None:
     first.close()
     reopened = Snapshot.open(path)
     assert len(reopened) == count
-    assert reopened.get("math/0309136") is not None
+    assert reopened.get("math/0309136") == reopened.get("math.GT/0309136v1") is not None
     assert not reopened.get("2305.17493").summary_is_paraphrase
 
 
