@@ -114,6 +114,8 @@ def get_embedder(prefer: EmbedderName = "auto") -> Embedder:
         return LexicalEmbedder()
     if prefer == "minilm":
         return MiniLMEmbedder()
+    if prefer != "auto":
+        raise ValueError(f"unknown embedder {prefer!r}; choose auto, minilm or lexical")
     try:
         return get_embedder("minilm")
     except Exception as error:  # any import or load failure means: use the fallback
