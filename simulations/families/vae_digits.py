@@ -1,0 +1,285 @@
+"""(f) A small VAE trained recursively on scikit-learn's 8x8 digits, with some classes made rare.
+
+The truth is the bundled digits (sklearn.datasets.load_digits, no download) reweighted so that three
+classes are rare: a real sample is a training-split image drawn with probability proportional to its
+class weight. The tails are read by a classifier trained once on the real training split; its hidden
+layer is also the feature space for precision / recall / coverage.
+
+All runs of one call (cells x seeds) are trained at once as ONE batched VAE: every weight tensor has a
+leading run axis and each layer is a batched matmul. Regimes come from neural_lm.RecursiveData so both
+neural families share one definition of what each generation trains on.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from sklearn.datasets import load_digits
+from torch import Tensor
+
+from simulations.cells import Cell
+from simulations.families.neural_lm import Pool, RecursiveData, check_cells, control_values
+
+# ----------------------------------------------------------------------------------------------
+# The truth: digits with rare classes
+
+PIXELS = 64
+CLASSES = 10
+RARE_CLASSES = (0, 4, 7)
+RARE_WEIGHT = 0.25  # a rare class is drawn 4x less often than a common one: true rare share 0.75 / 7.75
+SPLIT_SEED = 7
+TEST_SHARE = 0.3
+
+
+@dataclass(frozen=True)
+class Digits:
+    train: Tensor  # [n, 64] pixel intensities in [0, 1]
+    train_labels: Tensor  # [n]
+    test: Tensor
+    test_labels: Tensor
+    class_probs: Tensor  # [10] the true class law
+    rare: Tensor  # [10] bool
+
+    @property
+    def rare_share(self) -> float:
+        return float(self.class_probs[self.rare].sum())
+
+    def draw(self, split: str, runs: int, n: int, generator: torch.Generator) -> Tensor:
+        """[runs, n, 64] i.i.d. images from the truth: class by class_probs, then uniform within class."""
+        images, labels = (self.train, self.train_labels) if split == "train" else (self.test, self.test_labels)
+        weights = self.class_probs[labels] / torch.bincount(labels, minlength=CLASSES)[labels]
+        index = torch.multinomial(weights.expand(runs, -1), n, replacement=True, generator=generator)
+        return images[index]
+
+
+@functools.cache
+def digits(device: torch.device) -> Digits:
+    data = load_digits()
+    images = torch.tensor(data.images.reshape(-1, PIXELS) / 16.0, dtype=torch.float32)
+    labels = torch.tensor(data.target)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    n_test = int(TEST_SHARE * len(labels))
+    test, train = order[:n_test], order[n_test:]
+    rare = torch.zeros(CLASSES, dtype=torch.bool)
+    rare[list(RARE_CLASSES)] = True
+    weights = torch.where(rare, RARE_WEIGHT, 1.0).double()
+    return Digits(
+        images[train].to(device), labels[train].to(device), images[test].to(device), labels[test].to(device),
+        (weights / weights.sum()).to(device), rare.to(device),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# The reader: a classifier trained once on real digits (all classes equally)
+
+READER_HIDDEN = 64
+
+
+@dataclass(frozen=True)
+class Reader:
+    w1: Tensor
+    b1: Tensor
+    w2: Tensor
+    b2: Tensor
+
+    def features(self, x: Tensor) -> Tensor:
+        return torch.relu(x @ self.w1 + self.b1)
+
+    def classify(self, x: Tensor) -> Tensor:
+        return (self.features(x) @ self.w2 + self.b2).argmax(-1)
+
+
+@functools.cache
+def reader(device: torch.device) -> Reader:
+    data = digits(device)
+    g = torch.Generator().manual_seed(SPLIT_SEED)
+    params = [
+        (torch.randn(PIXELS, READER_HIDDEN, generator=g) / math.sqrt(PIXELS)).to(device),
+        torch.zeros(READER_HIDDEN, device=device),
+        (torch.randn(READER_HIDDEN, CLASSES, generator=g) / math.sqrt(READER_HIDDEN)).to(device),
+        torch.zeros(CLASSES, device=device),
+    ]
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(params, lr=1e-2, weight_decay=1e-4)
+    for _ in range(300):  # full batch; about 97 % test accuracy
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(Reader(*params).features(data.train) @ params[2] + params[3], data.train_labels).backward()
+        optimizer.step()
+    return Reader(*(p.detach() for p in params))
+
+
+# ----------------------------------------------------------------------------------------------
+# The model: a batched VAE with a Bernoulli decoder
+
+LATENT = 8
+HIDDEN = 128
+
+
+def init_params(runs: int, generator: torch.Generator, device: torch.device) -> dict[str, Tensor]:
+    def uniform(*shape: int, fan_in: int) -> Tensor:
+        bound = 1.0 / math.sqrt(fan_in)  # the nn.Linear default, per run
+        return (torch.rand(runs, *shape, generator=generator, device=device) * 2 - 1) * bound
+
+    return {
+        "enc_w1": uniform(PIXELS, HIDDEN, fan_in=PIXELS), "enc_b1": uniform(HIDDEN, fan_in=PIXELS),
+        "enc_w2": uniform(HIDDEN, 2 * LATENT, fan_in=HIDDEN), "enc_b2": uniform(2 * LATENT, fan_in=HIDDEN),
+        "dec_w1": uniform(LATENT, HIDDEN, fan_in=LATENT), "dec_b1": uniform(HIDDEN, fan_in=LATENT),
+        "dec_w2": uniform(HIDDEN, PIXELS, fan_in=HIDDEN), "dec_b2": uniform(PIXELS, fan_in=HIDDEN),
+    }
+
+
+def decode(params: dict[str, Tensor], z: Tensor) -> Tensor:
+    """z [R, B, LATENT] -> pixel logits [R, B, 64]."""
+    h = torch.relu(torch.baddbmm(params["dec_b1"][:, None], z, params["dec_w1"]))
+    return torch.baddbmm(params["dec_b2"][:, None], h, params["dec_w2"])
+
+
+def negative_elbo(params: dict[str, Tensor], x: Tensor, eps: Tensor) -> Tensor:
+    """x [R, B, 64], eps [R, B, LATENT] -> -ELBO per image [R, B] (nats), one reparameterised sample."""
+    h = torch.relu(torch.baddbmm(params["enc_b1"][:, None], x, params["enc_w1"]))
+    mean, log_var = torch.baddbmm(params["enc_b2"][:, None], h, params["enc_w2"]).chunk(2, dim=-1)
+    z = mean + eps * torch.exp(0.5 * log_var)
+    reconstruction = F.binary_cross_entropy_with_logits(decode(params, z), x, reduction="none").sum(-1)
+    kl = 0.5 * (mean.square() + log_var.exp() - 1 - log_var).sum(-1)
+    return reconstruction + kl
+
+
+# ----------------------------------------------------------------------------------------------
+# Training: fixed steps of minibatch Adam, all runs at once
+
+STEPS = 600
+BATCH = 128
+LR = 5e-3
+
+
+def fit(params: dict[str, Tensor], images: Tensor, counts: Tensor, draws: Tensor, eps: Tensor) -> dict[str, Tensor]:
+    """Train every run on its own images [R, N, 64] (rows >= counts[r] are padding). draws [S, R, BATCH]
+    uniforms pick each step's minibatch, eps [S, R, BATCH, LATENT] are its reparameterisation noise;
+    passed in so a run's training depends only on its own slices."""
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    optimizer = torch.optim.Adam(params.values(), lr=LR)
+    rows = torch.arange(images.shape[0], device=images.device)[:, None]
+    for u, noise in zip(draws, eps):
+        pick = torch.minimum((u * counts[:, None]).long(), counts[:, None] - 1)
+        optimizer.zero_grad(set_to_none=True)
+        negative_elbo(params, images[rows, pick], noise).mean(1).sum().backward()  # sum of per-run means
+        optimizer.step()
+    return {k: v.detach() for k, v in params.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Sampling, with the diversity controls acting on the latent prior
+
+
+def chi2_quantile(q: Tensor, dof: int) -> Tensor:
+    """Inverse CDF of chi^2_dof by bisection on the regularised incomplete gamma (runs on any device)."""
+    low, high = torch.zeros_like(q), torch.full_like(q, dof + 30.0 * math.sqrt(2 * dof) + 50.0)
+    for _ in range(60):
+        mid = (low + high) / 2
+        below = torch.special.gammainc(torch.full_like(q, dof / 2), mid / 2) < q
+        low, high = torch.where(below, mid, low), torch.where(below, high, mid)
+    return (low + high) / 2
+
+
+def sample_images(params: dict[str, Tensor], n: int, tau: Tensor, top_p: Tensor, generator: torch.Generator) -> Tensor:
+    """n decoded images per run [R, n, 64] (decoder means). The latent prior N(0, I) is
+    temperature-scaled (z -> tau z) and truncated to its highest-density ball of mass top_p: the
+    squared radius is drawn from chi^2_LATENT restricted to its lower top_p quantile, so the draw is
+    exact without rejection. tau = top_p = 1 is the plain prior."""
+    runs, device = len(tau), tau.device
+    direction = F.normalize(torch.randn(runs, n, LATENT, generator=generator, device=device), dim=-1)
+    u = torch.rand(runs, n, generator=generator, device=device, dtype=torch.float64)
+    radius = chi2_quantile(u * top_p.double()[:, None], LATENT).sqrt().float()
+    z = tau[:, None, None] * radius[..., None] * direction
+    with torch.no_grad():
+        return torch.sigmoid(decode(params, z))
+
+
+# ----------------------------------------------------------------------------------------------
+# Metrics
+
+CLASSIFIED = 2000  # samples per run classified for the class histogram
+MANIFOLD = 400  # real and generated samples per run for precision / recall / coverage (equal sizes)
+NEIGHBOURS = 5
+TEST_IMAGES = 400
+
+
+def manifold_metrics(real: Tensor, fake: Tensor) -> dict[str, Tensor]:
+    """k-NN precision / recall (arXiv 1904.06991) and coverage (arXiv 2002.09797), per run, on
+    features [R, n, d]. A sample's ball reaches its NEIGHBOURS-th nearest neighbour in its own set."""
+    real_radius = torch.cdist(real, real).kthvalue(NEIGHBOURS + 1, dim=-1).values  # +1: skip itself
+    fake_radius = torch.cdist(fake, fake).kthvalue(NEIGHBOURS + 1, dim=-1).values
+    distance = torch.cdist(real, fake)  # [R, n_real, n_fake]
+    return {
+        "precision": (distance <= real_radius[:, :, None]).any(1).double().mean(1),
+        "recall": (distance <= fake_radius[:, None, :]).any(2).double().mean(1),
+        "coverage": (distance.min(2).values <= real_radius).double().mean(1),
+    }
+
+
+def metrics(samples: Tensor, real: Tensor, test_loss: Tensor, truth: Digits, read: Reader) -> dict[str, Tensor]:
+    """Metrics of R samplers from their images `samples` [R, >= CLASSIFIED, 64] (model samples without
+    the diversity control, or real draws for entry 0), against real reference images `real` [R, MANIFOLD, 64].
+
+    tail_mass_kept: share of samples the reader classifies into RARE_CLASSES / the true rare share
+        (about 1 for real draws; 0 when the rare classes are no longer generated).
+    precision, recall, coverage: k-NN versions in the reader's hidden-feature space, MANIFOLD each side.
+    entropy: entropy (nats) of the reader's class histogram of the samples (ln 10 is uniform).
+    test_loss: negative ELBO (nats per image) of held-out real digits, computed by the caller.
+    """
+    labels = read.classify(samples[:, :CLASSIFIED])
+    histogram = F.one_hot(labels, CLASSES).double().mean(1)  # [R, 10]
+    tail_mass_kept = histogram[:, truth.rare].sum(1) / truth.rare_share
+    entropy = -(histogram * histogram.clamp_min(1e-300).log()).sum(1)
+    manifold = manifold_metrics(read.features(real), read.features(samples[:, :MANIFOLD]))
+    return {"tail_mass_kept": tail_mass_kept, **manifold, "test_loss": test_loss.double(), "entropy": entropy}
+
+
+# ----------------------------------------------------------------------------------------------
+# The recursive-training loop
+
+
+def simulate(cells: list[Cell], generations: int, seeds: int, device: torch.device, seed: int) -> list[dict[str, Tensor]]:
+    """Recursive training of a VAE on its own samples, every (cell, seed) run batched together.
+
+    real_amount counts images. Returns, per cell, metric -> float64 CPU tensor [seeds, generations + 1]:
+    entry 0 describes the truth (metrics of fresh real draws; test_loss is NaN there, the truth has no
+    ELBO), entry g the VAE fitted at generation g (generation 1 on real data only). Synthetic images are
+    decoder means of latents drawn under the cell's control; the metrics sample with the plain prior.
+    """
+    check_cells(cells)
+    device = torch.device(device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    truth, read = digits(device), reader(device)
+    runs = [cell for cell in cells for _ in range(seeds)]
+    tau, top_p = control_values(cells, seeds, device)
+    ones = torch.ones_like(tau)
+
+    def draw_real(n: int) -> Tensor:
+        return truth.draw("train", len(runs), n, generator)
+
+    test = truth.draw("test", len(runs), TEST_IMAGES, generator)
+    test_eps = torch.randn(len(runs), TEST_IMAGES, LATENT, generator=generator, device=device)
+    reference = truth.draw("test", len(runs), MANIFOLD, generator)
+    no_model = torch.full((len(runs),), math.nan, device=device)
+    history = [metrics(draw_real(CLASSIFIED), reference, no_model, truth, read)]
+    data = RecursiveData(runs, draw_real(max(c.real_amount for c in cells)), generator)
+    pool: Pool = data.first()
+    for generation in range(1, generations + 1):
+        if generation > 1:
+            pool = data.next(draw_real, lambda n: sample_images(params, n, tau, top_p, generator))
+        params = init_params(len(runs), generator, device)
+        draws = torch.rand(STEPS, len(runs), BATCH, generator=generator, device=device)
+        eps = torch.randn(STEPS, len(runs), BATCH, LATENT, generator=generator, device=device)
+        params = fit(params, pool.items, pool.counts, draws, eps)
+        with torch.no_grad():
+            test_loss = negative_elbo(params, test, test_eps).mean(1)
+        history.append(metrics(sample_images(params, CLASSIFIED, ones, ones, generator), reference, test_loss, truth, read))
+
+    stacked = {name: torch.stack([h[name] for h in history], dim=1).double().cpu() for name in history[0]}
+    return [{name: v[i * seeds : (i + 1) * seeds] for name, v in stacked.items()} for i in range(len(cells))]
