@@ -1,0 +1,195 @@
+"""The neural families (e) neural_lm and (f) vae_digits: conventions, collapse, batching, errors."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import pytest
+import scipy.stats
+import torch
+
+from simulations.cells import Cell
+from simulations.families import neural_lm, vae_digits
+
+CPU = torch.device("cpu")
+LM_METRICS = {"kl", "test_loss", "entropy", "distinct_2", "tail_mass_kept"}
+VAE_METRICS = {"tail_mass_kept", "precision", "recall", "coverage", "test_loss", "entropy"}
+
+
+def cell(family: str, regime: str, ratio: float, control: str, value: float, real: int) -> Cell:
+    return Cell(family=family, regime=regime, ratio=ratio, diversity_control=control, diversity=value, real_amount=real)
+
+
+# ----------------------------------------------------------------------------------------------
+# Shapes and the entry-0 / generation-1 conventions
+
+
+@pytest.fixture(scope="module")
+def lm_pair() -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+    """The same seed run twice with cells that differ only in what acts after generation 1."""
+    first = [cell("neural_lm", "replace", 0.0, "temperature", 0.6, 100), cell("neural_lm", "fresh", 0.5, "top_p", 0.8, 100)]
+    second = [cell("neural_lm", "accumulate", 0.0, "top_p", 0.5, 100), cell("neural_lm", "fixed_real", 0.3, "temperature", 1.5, 100)]
+    return neural_lm.simulate(first, 3, 2, CPU, 5), neural_lm.simulate(second, 3, 2, CPU, 5)
+
+
+@pytest.fixture(scope="module")
+def vae_pair() -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+    first = [cell("vae_digits", "replace", 0.0, "temperature", 0.6, 150), cell("vae_digits", "fresh", 0.5, "top_p", 0.8, 150)]
+    second = [cell("vae_digits", "accumulate_subsample", 0.0, "top_p", 0.5, 150), cell("vae_digits", "fixed_real", 0.3, "temperature", 1.5, 150)]
+    return vae_digits.simulate(first, 2, 2, CPU, 5), vae_digits.simulate(second, 2, 2, CPU, 5)
+
+
+@pytest.mark.parametrize(("pair", "names", "generations"), [("lm_pair", LM_METRICS, 3), ("vae_pair", VAE_METRICS, 2)])
+def test_one_float64_cpu_series_per_metric_seed_and_generation(pair, names, generations, request):
+    for results in request.getfixturevalue(pair):
+        assert len(results) == 2
+        for metrics in results:
+            assert set(metrics) == names
+            for series in metrics.values():
+                assert series.shape == (2, generations + 1)
+                assert series.dtype == torch.float64 and series.device.type == "cpu"
+
+
+@pytest.mark.parametrize("pair", ["lm_pair", "vae_pair"])
+def test_truth_and_generation_one_ignore_regime_ratio_and_control(pair, request):
+    first, second = request.getfixturevalue(pair)
+    for a, b in zip(first, second):
+        for name in a:
+            torch.testing.assert_close(a[name][:, :2], b[name][:, :2], equal_nan=True)  # truth, fit on real
+        assert any(not torch.allclose(a[name][:, 2:], b[name][:, 2:]) for name in a)  # then the cell acts
+
+
+def test_lm_entry_zero_is_the_truth_itself(lm_pair):
+    source = neural_lm.language(CPU)
+    entropy_rate = -(source.stationary[:, None] * source.transitions * source.transitions.log()).sum()
+    for metrics in lm_pair[0]:
+        assert torch.all(metrics["kl"][:, 0] == 0) and torch.all(metrics["kl"][:, 1:] > 0)
+        assert torch.all(metrics["tail_mass_kept"][:, 0] == 1)
+        torch.testing.assert_close(metrics["entropy"][:, 0], entropy_rate.expand(2))
+        # Held-out NLL under the truth estimates its entropy rate; a fitted model pays the KL on top.
+        assert torch.all((metrics["test_loss"][:, 0] - entropy_rate).abs() < 0.1)
+        assert torch.all(metrics["test_loss"][:, 1] > metrics["test_loss"][:, 0])
+
+
+def test_vae_entry_zero_reads_real_digits(vae_pair):
+    for metrics in vae_pair[0]:
+        assert torch.all(metrics["test_loss"][:, 0].isnan()) and torch.all(metrics["test_loss"][:, 1:].isfinite())
+        assert torch.all((metrics["tail_mass_kept"][:, 0] - 1).abs() < 0.3)  # real draws, read by the classifier
+        assert torch.all(metrics["entropy"][:, 0] > 2.0)  # ten classes, three of them rare: about 2.19 nats
+        assert torch.all(metrics["coverage"][:, 0] > 0.8)
+
+
+# ----------------------------------------------------------------------------------------------
+# Collapse: replace at low temperature loses the tails; fresh real data holds them
+
+
+def test_lm_replace_at_low_temperature_collapses_while_fresh_data_does_not():
+    collapsing, fresh = neural_lm.simulate(
+        [cell("neural_lm", "replace", 0.0, "temperature", 0.6, 150), cell("neural_lm", "fresh", 0.5, "temperature", 1.0, 150)],
+        4, 2, CPU, 11,
+    )
+    kl, tail = collapsing["kl"].mean(0), collapsing["tail_mass_kept"].mean(0)
+    assert torch.all(kl[2:] > kl[1:-1])  # KL grows every generation
+    assert kl[-1] > 2.5 * kl[1] and tail[-1] < tail[1] - 0.3
+    assert fresh["kl"].mean(0)[-1] < 1.5 * fresh["kl"].mean(0)[1]
+    assert fresh["tail_mass_kept"].mean(0)[-1] > 0.9
+
+
+def test_vae_replace_at_low_temperature_loses_rare_classes_while_fresh_data_does_not():
+    collapsing, fresh = vae_digits.simulate(
+        [cell("vae_digits", "replace", 0.0, "temperature", 0.6, 200), cell("vae_digits", "fresh", 0.5, "temperature", 1.0, 200)],
+        3, 2, CPU, 11,
+    )
+    assert collapsing["entropy"].mean(0)[-1] < fresh["entropy"].mean(0)[-1] - 0.5
+    assert collapsing["coverage"].mean(0)[-1] < 0.5 * collapsing["coverage"].mean(0)[1]
+    assert collapsing["tail_mass_kept"].mean(0)[-1] < fresh["tail_mass_kept"].mean(0)[-1]
+
+
+# ----------------------------------------------------------------------------------------------
+# Batching: a run trained inside the batch equals that run trained alone
+
+
+def assert_runs_trained_alone_match(fit, params, data, counts, randomness):
+    batched = fit(params, data, counts, *randomness)
+    for r in range(len(counts)):
+        alone = fit(
+            {k: v[r : r + 1] for k, v in params.items()}, data[r : r + 1, : counts[r]], counts[r : r + 1],
+            *(x[:, r : r + 1] for x in randomness),
+        )
+        for name in params:
+            assert not torch.allclose(batched[name][r], params[name][r])  # training moved it
+            torch.testing.assert_close(batched[name][r : r + 1], alone[name], rtol=1e-4, atol=1e-5)
+
+
+def test_lm_batched_training_equals_training_each_run_alone():
+    g = torch.Generator().manual_seed(3)
+    source = neural_lm.language(CPU)
+    data = neural_lm.sample_sequences(source.transitions.expand(3, -1, -1).float(), 60, g)
+    counts = torch.tensor([60, 25, 40])  # unequal pools: padding must never be read
+    params = neural_lm.init_params(3, g, CPU)
+    draws = torch.rand(40, 3, neural_lm.BATCH, generator=g)
+    assert_runs_trained_alone_match(neural_lm.fit, params, data, counts, (draws,))
+
+
+def test_vae_batched_training_equals_training_each_run_alone():
+    g = torch.Generator().manual_seed(3)
+    data = vae_digits.digits(CPU).draw("train", 3, 80, g)
+    counts = torch.tensor([80, 30, 55])
+    params = vae_digits.init_params(3, g, CPU)
+    draws = torch.rand(40, 3, vae_digits.BATCH, generator=g)
+    eps = torch.randn(40, 3, vae_digits.BATCH, vae_digits.LATENT, generator=g)
+    assert_runs_trained_alone_match(vae_digits.fit, params, data, counts, (draws, eps))
+
+
+# ----------------------------------------------------------------------------------------------
+# Regimes and diversity controls
+
+
+def test_each_regime_trains_on_its_own_mix():
+    runs = [
+        cell("x", "replace", 0.0, "temperature", 1.0, 10),
+        cell("x", "accumulate", 0.0, "temperature", 1.0, 10),
+        cell("x", "accumulate_subsample", 0.0, "temperature", 1.0, 10),
+        cell("x", "fresh", 0.75, "temperature", 1.0, 10),
+        cell("x", "fixed_real", 0.5, "temperature", 1.0, 10),
+    ]
+    # Items are labelled by origin: 0 first real, 1 fresh real, 2 + g synthetic of generation g.
+    data = neural_lm.RecursiveData(runs, torch.zeros(5, 10), torch.Generator().manual_seed(0))
+    for generation in (2, 3):
+        pool = data.next(lambda n: torch.ones(5, n), lambda n: torch.full((5, n), 2.0 + generation))
+        held = [pool.items[r, : pool.counts[r]] for r in range(5)]
+        assert held[0].tolist() == [2.0 + generation] * 10
+        assert sorted(held[1].tolist()) == [0.0] * 10 + sum(([2.0 + g] * 10 for g in range(2, generation + 1)), [])
+        assert len(held[2]) == 10 and set(held[2].tolist()) <= {0.0, 4.0, 5.0}
+        assert sorted(held[3].tolist()) == [1.0] * 10 + [2.0 + generation] * 30  # share 0.75 synthetic
+        assert sorted(held[4].tolist()) == [0.0] * 10 + [2.0 + generation] * 10
+
+
+def test_lm_controls_sharpen_and_truncate_the_sampling_law():
+    table = torch.softmax(torch.randn(2, neural_lm.STATES, neural_lm.VOCAB, dtype=torch.float64), -1)
+    sharp = neural_lm.controlled(table, torch.tensor([0.5, 1.0]), torch.tensor([1.0, 0.7]))
+    entropy = lambda p: -(p * p.clamp_min(1e-300).log()).sum(-1)
+    assert torch.all(entropy(sharp[0]) < entropy(table[0]))  # tau < 1
+    kept = sharp[1] > 0
+    assert torch.all((table[1] * kept).sum(-1) >= 0.7)  # nucleus holds at least p of the mass ...
+    smallest_kept = torch.where(kept, table[1], torch.inf).min(-1).values
+    assert torch.all((table[1] * kept).sum(-1) - smallest_kept < 0.7)  # ... and is the smallest such set
+    torch.testing.assert_close(sharp.sum(-1), torch.ones(2, neural_lm.STATES, dtype=torch.float64))
+
+
+def test_vae_top_p_draws_from_the_highest_density_ball():
+    q = torch.tensor([0.05, 0.5, 0.9, 0.999], dtype=torch.float64)
+    expected = torch.tensor(scipy.stats.chi2.ppf(q.numpy(), vae_digits.LATENT))
+    torch.testing.assert_close(vae_digits.chi2_quantile(q, vae_digits.LATENT), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", [neural_lm, vae_digits])
+def test_unsupported_control_or_ratio_is_a_clear_value_error(family):
+    good = cell("any", "replace", 0.0, "temperature", 1.0, 20)
+    with pytest.raises(ValueError, match="temperature, top_p"):
+        family.simulate([replace(good, diversity_control="top_k", diversity=5)], 1, 1, CPU, 0)
+    with pytest.raises(ValueError, match="ratio"):
+        family.simulate([replace(good, regime="fresh", ratio=1.0)], 1, 1, CPU, 0)
+    with pytest.raises(ValueError, match="top_p"):
+        family.simulate([replace(good, diversity_control="top_p", diversity=math.inf)], 1, 1, CPU, 0)
