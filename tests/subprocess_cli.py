@@ -1,0 +1,14 @@
+"""Run the installed `collapse-audit` the way a user would, in its own process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run_cli(*args: str, home: Path, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLLAPSE_AUDIT_HOME": str(home)}
+    exe = Path(sys.executable).with_name("collapse-audit")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)

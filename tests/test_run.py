@@ -1,0 +1,120 @@
+"""`collapse-audit run` end to end on the default inquiry, resume after a crash, and every bad-input path."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.models import Report
+from subprocess_cli import run_cli
+
+
+@pytest.fixture(scope="module")
+def audit(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    root = tmp_path_factory.mktemp("audit")
+    out = root / "report"
+    result = run_cli("run", "--sim-budget", "tiny", "--out", str(out), home=root / "home")
+    assert result.returncode == 0, result.stderr
+    return out, result
+
+
+def test_run_writes_every_report_format(audit):
+    out, result = audit
+    report = Report.model_validate_json((out / "report.json").read_text())
+    assert [c.id for c in report.claims] == ["C1", "C2", "C3", "C4"]
+    figures = sorted((out / "figures").glob("*.png"))
+    assert figures, "the simulation figures are part of the report"
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == len(figures), "the HTML embeds every figure"
+    md = (out / "report.md").read_text()
+    for section in ("## Bottom line", "## Claims", "## Flagged citations", "## Simulation evidence",
+                    "## Follow-up questions", "## The inquiry's tasks", "## Method and reproducibility"):
+        assert section in md
+    assert "citations grounded" in result.stderr and "report written" in result.stderr
+
+
+def test_report_content_is_computed_from_the_run(audit):
+    out, _ = audit
+    report = json.loads((out / "report.json").read_text())
+    by_id = {c["id"]: c for c in report["claims"]}
+    assert [c["status"] for c in by_id["C2"]["citations"]] == ["no_id"], "the undated-ID ratio claim has no arXiv ID"
+    assert {c["arxiv_id"] for c in by_id["C3"]["citations"]} == {"2410.18447", "2603.29791"}
+    assert len(report["follow_up_questions"]) == 2
+    assert all(q["grounded_in"] for q in report["follow_up_questions"])
+    assert {t["task_id"] for t in report["tasks"]} >= {"1a", "1b", "2", "3a", "3b"}
+    assert report["method"]["claim_coverage"] == {"claims": 4, "with_checkable_id": 3, "share": 0.75}
+    assert report["simulations"]["analysis"]["verdict"] in report["bottom_line"] + (out / "report.md").read_text()
+    for claim in report["claims"]:
+        for e in claim["evidence"]:
+            assert e["rationale"].startswith("heuristic:"), "offline judgements say they are heuristic"
+
+
+def test_existing_report_is_not_overwritten_without_force(audit, tmp_path):
+    out, _ = audit
+    before = (out / "report.json").read_text()
+    result = run_cli("run", "--sim-budget", "tiny", "--out", str(out), home=tmp_path / "home")
+    assert result.returncode == 2 and "--force" in result.stderr
+    assert (out / "report.json").read_text() == before
+
+
+def test_resume_after_crash_skips_finished_stages(tmp_path):
+    home, out = tmp_path / "home", tmp_path / "report"
+    env = {**os.environ, "COLLAPSE_AUDIT_HOME": str(home)}
+    exe = str(Path(sys.executable).with_name("collapse-audit"))
+    proc = subprocess.Popen([exe, "run", "--sim-budget", "tiny", "--out", str(out)], env=env,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    run_id, seen = None, []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.startswith("run "):
+            run_id = line.split()[1]
+        if "citations grounded" in line:
+            os.kill(proc.pid, signal.SIGKILL)  # a crash in the middle of the graph, after stage 2 is saved
+            break
+    proc.wait(timeout=60)
+    assert run_id and proc.returncode == -signal.SIGKILL, "".join(seen)
+    assert not (out / "report.json").exists()
+
+    resumed = subprocess.run([exe, "run", "--resume", run_id], env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "claims loaded" not in resumed.stderr and "citations grounded" not in resumed.stderr
+    assert "report written" in resumed.stderr
+    Report.model_validate_json((out / "report.json").read_text())
+
+    again = subprocess.run([exe, "run", "--resume", run_id], env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and "already finished" in again.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--inquiry", "{tmp}/missing.md"], "cannot read inquiry"),
+        (["--inquiry", "{tmp}/empty.md"], "inquiry"),
+        (["--inquiry", "{tmp}/noclaims.md"], "claims"),
+        (["--since", "last tuesday"], "--since"),
+        (["--device", "tpu"], "--device"),
+        (["--source", "google"], "--source"),
+        (["--sim-budget", "huge"], "--sim-budget"),
+        (["--out", "{tmp}/afile"], "--out"),
+        (["--out", "/proc/collapse-audit-test"], "--out"),
+        (["--resume", "no-such-run"], "no run"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
+    (tmp_path / "empty.md").write_text("")
+    (tmp_path / "noclaims.md").write_text("# Notes\n\nJust some prose about synthetic data, no claims.\n")
+    (tmp_path / "afile").write_text("x")
+    args = [a.format(tmp=tmp_path) for a in args]
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "out")]
+    result = run_cli("run", "--sim-budget", "tiny", *args, home=tmp_path / "home", timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], result.stderr
