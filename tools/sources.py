@@ -1,0 +1,247 @@
+"""The literature source chain: cache -> offline snapshot -> live arXiv, or one of them explicitly.
+
+`lookup` answers per ID with `found`, `absent` (an authoritative source answered: no such paper) or
+`error` (nobody could answer). Only the live API is authoritative for absence: the snapshot holds a
+few hundred papers, so a miss there is `error`, never `absent` — a real paper is never called fake
+because it is missing from our files or because a network call failed.
+
+In `auto` mode the live API is probed once, on first need, with a short timeout; when it does not
+answer, the source says so once (`notice`, `describe()`) and works from the snapshot without
+further network attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+import httpx
+from pydantic import BaseModel
+
+from tools.arxiv_api import DEFAULT_ARXIV_URL, MIN_INTERVAL_S, ArxivClient, ArxivUnavailable, Clock
+from tools.cache import LookupCache
+from tools.citations import fold, parse_arxiv_id
+from tools.papers import Paper
+from tools.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+
+SourceMode = Literal["auto", "snapshot", "arxiv"]
+SOURCE_MODES: tuple[str, ...] = ("auto", "snapshot", "arxiv")
+_AUTHOR_INDEX_LIMIT = 300_000  # papers; a larger (Kaggle) snapshot gets candidates from FTS only
+
+
+class Lookup(BaseModel):
+    status: Literal["found", "absent", "error"]
+    paper: Paper | None = None
+    origin: Literal["cache", "snapshot", "arxiv"] | None = None
+    detail: str = ""
+
+
+class SourceUnreachable(RuntimeError):
+    """The source the user asked for explicitly (`--source arxiv`) could not be reached."""
+
+
+class PaperSource:
+    def __init__(self, mode: SourceMode, *, snapshot: Snapshot | None, client: ArxivClient | None, cache: LookupCache | None) -> None:
+        self.mode = mode
+        self.snapshot = snapshot if mode != "arxiv" else None
+        self.client = client if mode != "snapshot" else None
+        self.cache = cache if mode != "snapshot" else None
+        self.live_problem: str | None = None  # why the live API was not used, once known
+        self.notice: str | None = None  # one line for the user, set when auto mode falls back offline
+        self._probed = mode != "auto"
+        self._cache_hits = 0
+        self._author_index: dict[str, list[str]] | None = None
+
+    # --- lookups ---------------------------------------------------------------------------------
+
+    def lookup(self, ids: Iterable[str]) -> dict[str, Lookup]:
+        """Canonical ID -> Lookup for every ID given (`2305.17493v3` is answered as `2305.17493`).
+
+        For an ID cited with a version, a record that knows the version count is preferred (the
+        live API's), so `v3` of a two-version paper can be caught.
+        """
+        keys, versioned = [], set()
+        for raw in ids:
+            parsed = parse_arxiv_id(raw)
+            key = parsed.canonical if parsed else raw
+            if parsed and parsed.version:
+                versioned.add(key)
+            if key not in keys:
+                keys.append(key)
+        result: dict[str, Lookup] = {}
+        if self.cache:
+            for key, paper in self.cache.papers(keys).items():
+                if key not in versioned or paper.versions is not None:
+                    result[key] = Lookup(status="found", paper=paper, origin="cache")
+            for key in self.cache.absent(k for k in keys if k not in result):
+                result[key] = Lookup(status="absent", origin="cache", detail="arXiv has no paper with this ID (cached answer)")
+            self._cache_hits += len(result)
+        offline = self.snapshot.get_many(k for k in keys if k not in result) if self.snapshot else {}
+        for key, paper in offline.items():
+            if key not in versioned or paper.versions is not None or not self._live_usable():
+                result[key] = Lookup(status="found", paper=paper, origin="snapshot")
+        rest = [k for k in keys if k not in result]
+        if rest and self._live_usable():
+            self._ask_live(rest, result, offline)
+        for key in (k for k in keys if k not in result):
+            result[key] = Lookup(status="error", detail=self._why_unanswered())
+        return result
+
+    def _ask_live(self, ids: list[str], result: dict[str, Lookup], offline: dict[str, Paper]) -> None:
+        assert self.client is not None
+        answer = self.client.lookup(ids)
+        if self.cache:
+            self.cache.store(answer.found, answer.absent)
+        for key, paper in answer.found.items():
+            result[key] = Lookup(status="found", paper=paper, origin="arxiv")
+        for key in answer.absent:
+            result[key] = Lookup(status="absent", origin="arxiv", detail="the arXiv API answered twice that it has no paper with this ID")
+        for key, why in answer.failed.items():
+            if key in offline:
+                result[key] = Lookup(status="found", paper=offline[key], origin="snapshot")
+            else:
+                result[key] = Lookup(status="error", detail=why)
+        if answer.failed and len(answer.failed) == len(ids):
+            self._live_failed(next(iter(answer.failed.values())))
+
+    def _why_unanswered(self) -> str:
+        if self.mode == "snapshot":
+            return "not in the offline snapshot, which holds only part of arXiv; check it with --source auto or arxiv"
+        if self.mode == "auto":
+            return f"not in the offline snapshot, and the live arXiv API was unreachable ({self.live_problem})"
+        return f"the live arXiv API could not answer ({self.live_problem})"
+
+    # --- search ----------------------------------------------------------------------------------
+
+    def search(self, query: str, *, since: date | None = None, until: date | None = None, limit: int = 20) -> list[Paper]:
+        """Live arXiv search and snapshot search, merged (alternating, best first), one entry per ID."""
+        offline = [p for p, _ in self.snapshot.search(query, since=since, until=until, limit=limit)] if self.snapshot else []
+        live: list[Paper] = []
+        if self._live_usable():
+            live = self._live_search(query, since, until, limit)
+        merged: dict[str, Paper] = {}
+        held = {p.id: p for p in offline}
+        for index in range(max(len(live), len(offline))):
+            for papers in (live, offline):
+                if index < len(papers) and papers[index].id not in merged:
+                    paper = papers[index]
+                    if paper.source != "snapshot" and paper.id in held:
+                        paper = paper.model_copy(update={"topics": held[paper.id].topics})
+                    merged[paper.id] = paper
+        return list(merged.values())[:limit]
+
+    def _live_search(self, query: str, since: date | None, until: date | None, limit: int) -> list[Paper]:
+        assert self.client is not None
+        key = f"{query}|{since}|{until}|{limit}"
+        if self.cache and (cached := self.cache.search(key)) is not None:
+            self._cache_hits += 1
+            return cached
+        try:
+            papers = self.client.search(query, since=since, until=until, limit=limit)
+        except ArxivUnavailable as error:
+            self._live_failed(str(error))
+            if self.mode == "arxiv":
+                raise SourceUnreachable(f"live arXiv search failed: {error}") from None
+            return []
+        if self.cache:
+            self.cache.store_search(key, papers)
+        return papers
+
+    def candidates(self, text: str, surnames: list[str], *, limit: int = 15, live: bool = False) -> list[Paper]:
+        """Papers a sentence may describe: text matches, plus papers by the surnames it names."""
+        found = {p.id: p for p, _ in self.snapshot.search(text, limit=limit)} if self.snapshot else {}
+        for paper in self._by_authors(surnames):
+            found.setdefault(paper.id, paper)
+        if live and self._live_usable():
+            query = " ".join([*surnames, text])
+            for paper in self._live_search(query, None, None, limit):
+                found.setdefault(paper.id, paper)
+        return list(found.values())
+
+    def _by_authors(self, surnames: list[str]) -> list[Paper]:
+        if not surnames or self.snapshot is None:
+            return []
+        if self._author_index is None:
+            self._author_index = {}
+            if len(self.snapshot) <= _AUTHOR_INDEX_LIMIT:
+                for paper in self.snapshot.papers():
+                    for author in paper.authors:
+                        for word in set(fold(author).split()):
+                            self._author_index.setdefault(word, []).append(paper.id)
+        ids = {i for name in surnames for i in self._author_index.get(fold(name), [])}
+        return list(self.snapshot.get_many(ids).values())
+
+    # --- state -----------------------------------------------------------------------------------
+
+    def _live_usable(self) -> bool:
+        if self.client is None or self.live_problem is not None:
+            return False
+        if not self._probed:
+            self._probed = True
+            problem = self.client.probe()
+            if problem:
+                self._live_failed(problem)
+                return False
+        return True
+
+    def _live_failed(self, problem: str) -> None:
+        if self.live_problem is None:
+            self.live_problem = problem
+            if self.mode == "auto":
+                self.notice = f"live arXiv unreachable ({problem}); using the offline snapshot only"
+                log.warning(self.notice)
+
+    @property
+    def unreachable(self) -> bool:
+        """True when the live API was wanted and could not be used."""
+        return self.live_problem is not None
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(name, detail) rows for a report's sources section."""
+        rows = []
+        if self.snapshot is not None:
+            rows.append(("offline snapshot", f"{len(self.snapshot)} papers, newest {self.snapshot.snapshot_date}; summaries are our paraphrases"))
+        if self.client is not None:
+            if self.live_problem is not None:
+                used = "used snapshot only" if self.snapshot is not None else "nothing could be checked live"
+                rows.append(("live arXiv", f"unreachable at {self.client.base_url} ({self.live_problem}); {used}"))
+            elif self.client.requests_sent:
+                rows.append(("live arXiv", f"{self.client.base_url}: {self.client.requests_sent} requests"))
+            else:
+                rows.append(("live arXiv", f"{self.client.base_url}: not needed (no requests)"))
+        if self.cache is not None:
+            rows.append(("cache", f"{self.cache.path or 'in memory'}: {self._cache_hits} answers reused"))
+        return rows
+
+
+def open_source(
+    mode: SourceMode,
+    *,
+    arxiv_url: str | None = DEFAULT_ARXIV_URL,
+    cache_path: Path | None,
+    snapshot: Snapshot | None = None,
+    clock: Clock | None = None,
+    min_interval: float = MIN_INTERVAL_S,
+    timeout: float = 20.0,
+    max_retries: int = 3,
+    backoff: float = 3.0,
+    transport: httpx.BaseTransport | None = None,
+) -> PaperSource:
+    """The source chain for `--source auto|snapshot|arxiv`. `cache_path=None` keeps the cache in memory."""
+    if mode not in SOURCE_MODES:
+        raise ValueError(f"source {mode!r} is not one of: {', '.join(SOURCE_MODES)}")
+    if mode != "arxiv" and snapshot is None:
+        snapshot = Snapshot.open(None)
+    client = None
+    if mode != "snapshot":
+        client = ArxivClient(
+            arxiv_url or DEFAULT_ARXIV_URL, clock=clock, min_interval=min_interval, timeout=timeout,
+            max_retries=max_retries, backoff=backoff, transport=transport,
+        )
+    cache = LookupCache(cache_path) if mode != "snapshot" else None
+    return PaperSource(mode, snapshot=snapshot, client=client, cache=cache)
