@@ -49,13 +49,19 @@ _NEGATION = re.compile(r"\b(not|no|never|neither|nor|without|cannot|doesn't|isn'
 def direction(text: str) -> int:
     """+1 when the text asserts degradation, -1 when it asserts avoidance/improvement, 0 when neither.
 
-    A negation flips the sign ("does not collapse" preserves); the count of cue words decides ties.
+    A degradation cue right after a negation or an avoidance word ("does not collapse", "avoids
+    collapse", "without forgetting") counts as avoidance; a negation elsewhere in the sentence
+    ("not simply a function of the ratio") does not.
     """
-    degrade, preserve = len(_DEGRADES.findall(text)), len(_PRESERVES.findall(text))
-    if degrade == preserve:
-        return 0
-    sign = 1 if degrade > preserve else -1
-    return -sign if _NEGATION.search(text) and not (degrade and preserve) else sign
+    degrade = preserve = 0
+    for match in _DEGRADES.finditer(text):
+        before = " ".join(text[: match.start()].split()[-3:])
+        if _NEGATION.search(before) or _PRESERVES.search(before):
+            preserve += 1
+        else:
+            degrade += 1
+    preserve += len(_PRESERVES.findall(text))
+    return (degrade > preserve) - (preserve > degrade)
 
 
 class OfflineAnalyst:

@@ -6,11 +6,24 @@ from datetime import date
 
 from langgraph.types import Send
 
-from agent.services import services_for
+from agent.services import Services, services_for
 from agent.state import AuditState, Candidate, ClaimPayload
-from tools.retrieval import rerank
+from tools.papers import Paper
+from tools.retrieval import find_related, rerank
 
 CANDIDATES, KEEP = 40, 8
+
+
+def related_papers(
+    services: Services, query: str, *, since: date | None, until: date, limit: int, exclude: list[str] = ()
+) -> list[tuple[Paper, float]]:
+    """Source search (live arXiv when reachable, plus the snapshot) and the snapshot's semantic
+    neighbours, re-ranked together by embedding similarity to the query."""
+    found = {p.id: p for p in services.source.search(query, since=since, until=until, limit=CANDIDATES)}
+    for paper, _ in find_related(query, services.snapshot, services.embedder, since=since, until=until, limit=CANDIDATES):
+        found.setdefault(paper.id, paper)
+    pool = [p for p in found.values() if p.id not in exclude]
+    return rerank(query, pool, services.embedder, limit=limit)
 
 
 def fan_out_literature(state: AuditState) -> list[Send]:
@@ -25,8 +38,9 @@ def fan_out_literature(state: AuditState) -> list[Send]:
 
 
 def retrieve_literature(payload: ClaimPayload) -> dict:
-    services = services_for(payload["run"])
-    found = services.source.search(payload["query"], since=payload["since"], until=payload["run"].run_date, limit=CANDIDATES)
-    found = [p for p in found if p.id not in payload["exclude"]]
-    ranked = rerank(payload["query"], found, services.embedder, limit=KEEP)
+    run = payload["run"]
+    ranked = related_papers(
+        services_for(run), payload["query"], since=payload["since"], until=run.run_date, limit=KEEP,
+        exclude=payload["exclude"],
+    )
     return {"candidates": {payload["claim_id"]: [Candidate(paper=p, relevance=s) for p, s in ranked]}}

@@ -10,10 +10,10 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from agent.nodes.literature import related_papers
 from agent.models import STANCE_SCORE, Claim, ClaimAudit, Evidence, FollowUpQuestion, TaskFinding
 from agent.services import services_for
 from agent.state import AuditState, RunConfig
-from tools.retrieval import rerank
 
 # A task or claim paper must be at least this similar to count as "found".
 TASK_RELEVANCE = 0.45
@@ -130,8 +130,7 @@ def task_finding(task_id: str, text: str, run: RunConfig, audits: list[ClaimAudi
         )
     services = services_for(run)
     since = task_window(text, run.run_date)
-    papers = services.source.search(text, since=since, until=run.run_date, limit=40)
-    ranked = [(p, s) for p, s in rerank(text, papers, services.embedder, limit=5) if s >= TASK_RELEVANCE]
+    ranked = [(p, s) for p, s in related_papers(services, text, since=since, until=run.run_date, limit=5) if s >= TASK_RELEVANCE]
     window = f" published since {since.isoformat()}" if since else ""
     parts, evidence = [], [p.id for p, _ in ranked]
     if ranked:
