@@ -111,20 +111,18 @@ class OfflineAnalyst:
         support = [e.arxiv_id for e in relevant if STANCE_SCORE[e.stance] > 0]
         against = [e.arxiv_id for e in relevant if STANCE_SCORE[e.stance] < 0]
         strong_against = [e.arxiv_id for e in relevant if e.stance == "contradicts"]
-        net = sum(STANCE_SCORE[e.stance] * e.score for e in relevant)
+        net = sum(STANCE_SCORE[e.stance] * e.score for e in relevant)  # reported, so a reader can weigh it
         grounded = [c.arxiv_id for c in citations if c.status == "grounded"]
         flagged = [c.arxiv_id or c.as_written for c in citations if c.status not in ("grounded", "unverifiable", "no_id")]
 
         if not relevant and not grounded:
             label = "insufficient_evidence"
-        elif strong_against and support:
+        elif strong_against and not support:
+            label = "refuted"
+        elif strong_against or (against and len(against) >= len(support)):
             label = "contested"
-        elif strong_against or net < -0.5:
-            label = "refuted" if not support else "contested"
-        elif support or grounded:
-            label = "supported" if not against else "contested"
         else:
-            label = "insufficient_evidence"
+            label = "supported"
 
         parts = [
             f"heuristic: {len(support)} paper(s) agree ({', '.join(support[:5]) or 'none'}), "
