@@ -22,7 +22,7 @@ from sklearn.datasets import load_digits
 from torch import Tensor
 
 from simulations.cells import Cell
-from simulations.families.neural_lm import Pool, RecursiveData, check_cells, control_values
+from simulations.families.neural_lm import Pool, RecursiveData, check_cells, control_values, one_cpu_thread
 
 # ----------------------------------------------------------------------------------------------
 # The truth: digits with rare classes
@@ -253,7 +253,11 @@ def simulate(cells: list[Cell], generations: int, seeds: int, device: torch.devi
     decoder means of latents drawn under the cell's control; the metrics sample with the plain prior.
     """
     check_cells(cells)
-    device = torch.device(device)
+    with one_cpu_thread(device):
+        return _simulate(cells, generations, seeds, torch.device(device), seed)
+
+
+def _simulate(cells: list[Cell], generations: int, seeds: int, device: torch.device, seed: int) -> list[dict[str, Tensor]]:
     generator = torch.Generator(device=device).manual_seed(seed)
     truth, read = digits(device), reader(device)
     runs = [cell for cell in cells for _ in range(seeds)]
