@@ -179,7 +179,7 @@ def fit(params: dict[str, Tensor], images: Tensor, counts: Tensor, draws: Tensor
 def chi2_quantile(q: Tensor, dof: int) -> Tensor:
     """Inverse CDF of chi^2_dof by bisection on the regularised incomplete gamma (runs on any device)."""
     low, high = torch.zeros_like(q), torch.full_like(q, dof + 30.0 * math.sqrt(2 * dof) + 50.0)
-    for _ in range(60):
+    for _ in range(50):
         mid = (low + high) / 2
         below = torch.special.gammainc(torch.full_like(q, dof / 2), mid / 2) < q
         low, high = torch.where(below, mid, low), torch.where(below, high, mid)
@@ -188,16 +188,17 @@ def chi2_quantile(q: Tensor, dof: int) -> Tensor:
 
 def sample_images(params: dict[str, Tensor], n: int, tau: Tensor, top_p: Tensor, generator: torch.Generator) -> Tensor:
     """n decoded images per run [R, n, 64] (decoder means). The latent prior N(0, I) is
-    temperature-scaled (z -> tau z) and truncated to its highest-density ball of mass top_p: the
-    squared radius is drawn from chi^2_LATENT restricted to its lower top_p quantile, so the draw is
-    exact without rejection. tau = top_p = 1 is the plain prior."""
-    runs, device = len(tau), tau.device
-    direction = F.normalize(torch.randn(runs, n, LATENT, generator=generator, device=device), dim=-1)
-    u = torch.rand(runs, n, generator=generator, device=device, dtype=torch.float64)
-    radius = chi2_quantile(u * top_p.double()[:, None], LATENT).sqrt().float()
-    z = tau[:, None, None] * radius[..., None] * direction
+    temperature-scaled (z -> tau z) and truncated to its highest-density ball of mass top_p: for those
+    runs the squared radius is redrawn from chi^2_LATENT restricted to its lower top_p quantile, so
+    the draw is exact without rejection. tau = top_p = 1 is the plain prior."""
+    z = torch.randn(len(tau), n, LATENT, generator=generator, device=tau.device)
+    truncated = top_p < 1
+    if truncated.any():
+        u = torch.rand(int(truncated.sum()), n, generator=generator, device=tau.device, dtype=torch.float64)
+        radius = chi2_quantile(u * top_p[truncated].double()[:, None], LATENT).sqrt().float()
+        z[truncated] = F.normalize(z[truncated], dim=-1) * radius[..., None]
     with torch.no_grad():
-        return torch.sigmoid(decode(params, z))
+        return torch.sigmoid(decode(params, tau[:, None, None] * z))
 
 
 # ----------------------------------------------------------------------------------------------
