@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.arxiv_server import LIVE_ONLY_PAPERS, ArxivServer, snapshot_papers  # noqa: E402
+from tests.arxiv_server import LIVE_ONLY_PAPERS, ArxivServer, SimulatedClock, snapshot_papers  # noqa: E402
 from tools.embeddings import get_embedder  # noqa: E402
 from tools.grounding import CitationCheck, verify_text  # noqa: E402
 from tools.snapshot import Snapshot  # noqa: E402
@@ -30,17 +30,6 @@ from tools.sources import open_source  # noqa: E402
 
 DEFAULT_GOLD = ROOT.parent / "shared" / "data" / "grounding_gold.jsonl"
 REAL_CITATION_KILLERS = {"nonexistent", "not_found", "malformed"}
-
-
-class SimulatedClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def evaluate(cases: list[dict], source, run_date: date, embedder) -> list[tuple[dict, CitationCheck | None]]:

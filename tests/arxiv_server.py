@@ -77,6 +77,21 @@ def snapshot_papers(versions: int = 1) -> list[Paper]:
     return papers
 
 
+class SimulatedClock:
+    """An injectable clock whose sleeps advance time instantly; `slept` records each wait."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
 @dataclass
 class LoggedRequest:
     params: dict[str, str]

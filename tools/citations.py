@@ -428,7 +428,7 @@ def _extract_bibtex(text: str) -> list[Citation]:
         line = text.count("\n", 0, entry.start()) + 1
         title = _bib_text(fields.get("title", "")) or None
         year_text = fields.get("year", "")
-        year = int(y) if (y := re.search(r"\d{4}", year_text)) and y else None
+        year = int(found.group(0)) if (found := re.search(r"\d{4}", year_text)) else None
         authors = [_bib_surname(a) for a in re.split(r"\s+and\s+", _bib_text(fields.get("author", ""))) if a.strip()]
         context = " ".join(_bib_text(text[entry.start() : end]).split())
         common = dict(
@@ -463,15 +463,20 @@ def _braced_body(text: str, start: int) -> tuple[str, int]:
 
 
 def _bib_fields(body: str) -> dict[str, str]:
+    """`key = {value}` / `"value"` / bare pairs, scanned in order so '=' inside a value is no field."""
     fields: dict[str, str] = {}
-    for match in re.finditer(r"(?P<key>\w+)\s*=\s*", body):
-        rest = body[match.end() :]
-        if rest.startswith("{"):
-            value, _ = _braced_body(rest, 1)
-        elif rest.startswith('"'):
-            value = rest[1:].split('"', 1)[0]
+    position = 0
+    while match := re.compile(r"\s*,?\s*(?P<key>\w+)\s*=\s*").match(body, position):
+        rest_at = match.end()
+        if body.startswith("{", rest_at):
+            value, position = _braced_body(body, rest_at + 1)
+        elif body.startswith('"', rest_at):
+            close = body.find('"', rest_at + 1)
+            close = len(body) if close == -1 else close
+            value, position = body[rest_at + 1 : close], close + 1
         else:
-            value = re.match(r"[^,\n}]*", rest).group(0)
+            bare = re.compile(r"[^,\n}]*").match(body, rest_at)
+            value, position = bare.group(0), bare.end()
         fields.setdefault(match["key"].lower(), value.strip())
     return fields
 

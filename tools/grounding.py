@@ -154,16 +154,16 @@ class _Judge:
     def verdict(self, citation: Citation, paper: Paper) -> tuple[CitationStatus, str, str | None]:
         if citation.version and paper.versions is not None and citation.version > paper.versions:
             return "not_found", f"{paper.id} exists ({paper.title!r}) but has {paper.versions} version(s); v{citation.version} does not exist", None
-        candidates = [p for p in self.source.candidates(self._query(citation), citation.authors_named) if p.id != paper.id]
-        terms = self._distinctive_terms(citation, [paper, *candidates])
-        cited = self.fit(citation, paper, terms)
-        contradiction = self._contradiction(citation, cited, terms)
-        fits = [self.fit(citation, p, terms) for p in candidates]
-        if contradiction and not any(self._supports(citation, f) for f in fits):
-            # Nothing offline explains the sentence: ask the live source for papers it may mean.
-            live = [p for p in self.source.candidates(self._query(citation), citation.authors_named, live=True) if p.id != paper.id and p.id not in {c.id for c in candidates}]
-            candidates += live
-            fits += [self.fit(citation, p, terms) for p in live]
+        query = self._query(citation)
+        candidates = [p for p in self.source.candidates(query, citation.authors_named) if p.id != paper.id]
+        cited, fits, terms, contradiction = self._assess(citation, paper, candidates)
+        haystack = fold(f"{paper.title} {paper.summary} {' '.join(paper.findings)}")
+        unexplained = [t for t in citation.named_terms if not _term_in(t, haystack)]
+        if (contradiction or unexplained) and not any(self._supports(citation, f) for f in fits):
+            # Nothing at hand explains what the sentence names: ask the live source what it may mean.
+            held = {p.id for p in candidates} | {paper.id}
+            candidates += [p for p in self.source.candidates(query, citation.authors_named, live=True) if p.id not in held]
+            cited, fits, terms, contradiction = self._assess(citation, paper, candidates)
         best = max(fits, key=lambda f: f.score, default=None)
         by_id = {p.id: p for p in candidates}
         if contradiction:
@@ -175,9 +175,18 @@ class _Judge:
         elif best is not None and cited.similarity < UNSUPPORTED_SIMILARITY and best.score > cited.score + CLEARLY_BETTER:
             other = by_id[best.paper_id]
             return "wrong_paper", f"{paper.id} is {paper.title!r}, which the sentence does not describe; it fits {other.id} ({other.title!r}, {other.year})", other.id
-        return self._year_verdict(citation, paper, contradiction)
+        return self._year_verdict(citation, paper, cited, contradiction)
 
-    def _year_verdict(self, citation: Citation, paper: Paper, contradiction: str | None) -> tuple[CitationStatus, str, str | None]:
+    def _assess(self, citation: Citation, paper: Paper, candidates: list[Paper]) -> tuple[Fit, list[Fit], list[str], str | None]:
+        papers = [paper, *candidates]
+        terms = self._distinctive_terms(citation, papers)
+        # One batch: the sentence and every paper's title + summary.
+        vectors = self.embedder.encode([citation.claimed_title or citation.description, *(f"{p.title}. {p.summary}" for p in papers)])
+        similarities = vectors[1:] @ vectors[0]
+        cited, *fits = [self.fit(citation, p, terms, float(sim)) for p, sim in zip(papers, similarities)]
+        return cited, fits, terms, self._contradiction(citation, cited, terms)
+
+    def _year_verdict(self, citation: Citation, paper: Paper, cited: Fit, contradiction: str | None) -> tuple[CitationStatus, str, str | None]:
         span = citation.year_span
         v1 = paper.published
         month = f"{v1:%Y-%m}" if paper.date_precision == "month" else v1.isoformat()
@@ -188,16 +197,22 @@ class _Judge:
                 when = "before" if high < v1.year else "after"
                 stated = citation.stated_years or str(citation.stated_year)
                 return "year_mismatch", f"{paper.id} ({paper.title!r}) was first submitted {month}; the sentence dates it {stated}, {gap} years {when}", None
+        evidence = [
+            text for held, text in (
+                ((cited.title or 0) >= TITLE_MATCH, "quoted title"),
+                ((cited.authors or 0) > 0, "named authors"),
+                ((cited.terms or 0) > 0, "named system"),
+                (bool(cited.year_close), "stated year"),
+            ) if held
+        ]
+        matching = f"matching the sentence's {', '.join(evidence)}" if evidence else "matching the sentence's topic"
         note = f"; note: {contradiction}" if contradiction else ""
-        return "grounded", f"{paper.id} is {paper.title!r} ({month}), matching the sentence{note}", None
+        return "grounded", f"{paper.id} is {paper.title!r} ({month}), {matching}{note}", None
 
     def _query(self, citation: Citation) -> str:
         return " ".join([citation.claimed_title or "", *citation.named_terms, citation.description])
 
-    def fit(self, citation: Citation, paper: Paper, terms: list[str]) -> Fit:
-        text = f"{paper.title}. {paper.summary}"
-        vectors = self.embedder.encode([citation.claimed_title or citation.description, text])
-        similarity = float(vectors[0] @ vectors[1])
+    def fit(self, citation: Citation, paper: Paper, terms: list[str], similarity: float) -> Fit:
         authors = _author_share(citation.authors_named, paper.authors) if citation.authors_named else None
         title = _title_similarity(citation.claimed_title, paper.title) if citation.claimed_title else None
         haystack = fold(" ".join([paper.title, paper.summary, *paper.findings]))

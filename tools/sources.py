@@ -113,7 +113,7 @@ class PaperSource:
         if self.mode == "snapshot":
             return "not in the offline snapshot, which holds only part of arXiv; check it with --source auto or arxiv"
         if self.mode == "auto":
-            return f"not in the offline snapshot, and the live arXiv API was unreachable ({self.live_problem})"
+            return "not in the offline snapshot, and the live arXiv API was unreachable"
         return f"the live arXiv API could not answer ({self.live_problem})"
 
     # --- search ----------------------------------------------------------------------------------
@@ -158,8 +158,11 @@ class PaperSource:
         for paper in self._by_authors(surnames):
             found.setdefault(paper.id, paper)
         if live and self._live_usable():
-            query = " ".join([*surnames, text])
-            for paper in self._live_search(query, None, None, limit):
+            try:
+                papers = self._live_search(" ".join([*surnames, text]), None, None, limit)
+            except SourceUnreachable:
+                papers = []  # candidates are a help, not an answer: grounding goes on without them
+            for paper in papers:
                 found.setdefault(paper.id, paper)
         return list(found.values())
 
@@ -194,7 +197,7 @@ class PaperSource:
             self.live_problem = problem
             if self.mode == "auto":
                 self.notice = f"live arXiv unreachable ({problem}); using the offline snapshot only"
-                log.warning(self.notice)
+                log.info(self.notice)  # callers print `notice` once
 
     @property
     def unreachable(self) -> bool:
