@@ -29,7 +29,7 @@ def cell(family: str, regime: str, ratio: float, control: str, value: float, rea
 def lm_pair() -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
     """The same seed run twice with cells that differ only in what acts after generation 1."""
     first = [cell("neural_lm", "replace", 0.0, "temperature", 0.6, 100), cell("neural_lm", "fresh", 0.5, "top_p", 0.8, 100)]
-    second = [cell("neural_lm", "accumulate", 0.0, "top_p", 0.5, 100), cell("neural_lm", "fixed_real", 0.3, "temperature", 1.5, 100)]
+    second = [cell("neural_lm", "accumulate", 0.2, "top_k", 6, 100), cell("neural_lm", "fixed_real", 0.3, "matched", 1.5, 100)]
     return neural_lm.simulate(first, 3, 2, CPU, 5), neural_lm.simulate(second, 3, 2, CPU, 5)
 
 
@@ -151,33 +151,24 @@ def test_vae_batched_training_equals_training_each_run_alone():
 def test_each_regime_trains_on_its_own_mix():
     runs = [
         cell("x", "replace", 0.0, "temperature", 1.0, 10),
-        cell("x", "accumulate", 0.0, "temperature", 1.0, 10),
-        cell("x", "accumulate_subsample", 0.0, "temperature", 1.0, 10),
+        cell("x", "accumulate", 0.5, "temperature", 1.0, 10),
+        cell("x", "accumulate_subsample", 0.5, "temperature", 1.0, 10),
         cell("x", "fresh", 0.75, "temperature", 1.0, 10),
         cell("x", "fixed_real", 0.5, "temperature", 1.0, 10),
     ]
-    # Items are labelled by origin: 0 first real, 1 fresh real, 2 + g synthetic of generation g.
+    # Items are labelled by origin: 0 first real, 1 fresh real, g + 10 synthetic of generation g.
     data = neural_lm.RecursiveData(runs, torch.zeros(5, 10), torch.Generator().manual_seed(0))
+    assert data.first().counts.tolist() == [10] * 5
     for generation in (2, 3):
-        pool = data.next(lambda n: torch.ones(5, n), lambda n: torch.full((5, n), 2.0 + generation))
-        held = [pool.items[r, : pool.counts[r]] for r in range(5)]
-        assert held[0].tolist() == [2.0 + generation] * 10
-        assert sorted(held[1].tolist()) == [0.0] * 10 + sum(([2.0 + g] * 10 for g in range(2, generation + 1)), [])
-        assert len(held[2]) == 10 and set(held[2].tolist()) <= {0.0, 4.0, 5.0}
-        assert sorted(held[3].tolist()) == [1.0] * 10 + [2.0 + generation] * 30  # share 0.75 synthetic
-        assert sorted(held[4].tolist()) == [0.0] * 10 + [2.0 + generation] * 10
-
-
-def test_lm_controls_sharpen_and_truncate_the_sampling_law():
-    table = torch.softmax(torch.randn(2, neural_lm.STATES, neural_lm.VOCAB, dtype=torch.float64), -1)
-    sharp = neural_lm.controlled(table, torch.tensor([0.5, 1.0]), torch.tensor([1.0, 0.7]))
-    entropy = lambda p: -(p * p.clamp_min(1e-300).log()).sum(-1)
-    assert torch.all(entropy(sharp[0]) < entropy(table[0]))  # tau < 1
-    kept = sharp[1] > 0
-    assert torch.all((table[1] * kept).sum(-1) >= 0.7)  # nucleus holds at least p of the mass ...
-    smallest_kept = torch.where(kept, table[1], torch.inf).min(-1).values
-    assert torch.all((table[1] * kept).sum(-1) - smallest_kept < 0.7)  # ... and is the smallest such set
-    torch.testing.assert_close(sharp.sum(-1), torch.ones(2, neural_lm.STATES, dtype=torch.float64))
+        pool = data.next(lambda n: torch.ones(5, n), lambda n: torch.full((5, n), 10.0 + generation))
+        held = [sorted(pool.items[r, : pool.counts[r]].tolist()) for r in range(5)]
+        synthetic = 10.0 + generation
+        assert held[0] == [synthetic] * 10
+        # M = real_amount / (1 - ratio) = 20 per generation: 10 fresh real + 10 synthetic, kept.
+        assert held[1] == [0.0] * 10 + [1.0] * 10 * (generation - 1) + sum(([10.0 + g] * 10 for g in range(2, generation + 1)), [])
+        assert len(held[2]) == 20 and set(held[2]) <= set(held[1])
+        assert held[3] == [1.0] * 10 + [synthetic] * 30  # M = 40, synthetic share 0.75
+        assert held[4] == [0.0] * 10 + [synthetic] * 10  # the generation-1 real data every time
 
 
 def test_vae_top_p_draws_from_the_highest_density_ball():
@@ -186,12 +177,12 @@ def test_vae_top_p_draws_from_the_highest_density_ball():
     torch.testing.assert_close(vae_digits.chi2_quantile(q, vae_digits.LATENT), expected, rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("family", [neural_lm, vae_digits])
-def test_unsupported_control_or_ratio_is_a_clear_value_error(family):
+@pytest.mark.parametrize(("family", "unsupported"), [(neural_lm, "dedup"), (vae_digits, "top_k")])
+def test_unsupported_control_or_bad_value_is_a_clear_value_error(family, unsupported):
     good = cell("any", "replace", 0.0, "temperature", 1.0, 20)
-    with pytest.raises(ValueError, match="temperature, top_p"):
-        family.simulate([replace(good, diversity_control="top_k", diversity=5)], 1, 1, CPU, 0)
-    with pytest.raises(ValueError, match="ratio"):
-        family.simulate([replace(good, regime="fresh", ratio=1.0)], 1, 1, CPU, 0)
+    with pytest.raises(ValueError, match="not supported .* use one of temperature, top_p"):
+        family.simulate([replace(good, diversity_control=unsupported, diversity=5)], 1, 1, CPU, 0)
+    with pytest.raises(ValueError, match="ratio < 1"):
+        family.simulate([replace(good, regime="fixed_real", ratio=1.0)], 1, 1, CPU, 0)
     with pytest.raises(ValueError, match="top_p"):
         family.simulate([replace(good, diversity_control="top_p", diversity=math.inf)], 1, 1, CPU, 0)

@@ -10,8 +10,9 @@ All runs of one call (cells x seeds) are trained at once as ONE batched model: e
 carries a leading run axis and the forward pass is a batched matmul, so run r only ever touches
 slice r of every tensor. Adam is elementwise, so the optimiser keeps runs independent too.
 
-This file also holds the regime logic (which data each generation trains on), written over padded
-per-run tensors so that the VAE family (vae_digits.py) shares it.
+Regimes (simulations/regimes.py) and diversity controls (simulations/diversity.py) are the lab's
+shared definitions; this file turns a run's DataPlan into padded per-run training sets, which the VAE
+family (vae_digits.py) reuses. Every control except dedup applies to the next-token rows.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from simulations.cells import Cell
+from simulations.diversity import CONTROLS, apply_control, check_control
+from simulations.metrics import distinct_n
+from simulations.regimes import data_plan
 
 # ----------------------------------------------------------------------------------------------
 # The language: a fixed order-k Markov source with known transitions
@@ -160,49 +164,34 @@ def fit(params: dict[str, Tensor], sequences: Tensor, counts: Tensor, draws: Ten
 
 
 # ----------------------------------------------------------------------------------------------
-# Diversity controls, applied to the synthetic samples only
+# Diversity controls (simulations/diversity.py), applied to the synthetic samples only
 
-SUPPORTED_CONTROLS = ("temperature", "top_p")
-REGIMES = ("replace", "accumulate", "fresh", "fixed_real", "accumulate_subsample")
+UNSUPPORTED_CONTROLS = ("dedup",)  # capping copies of a type has no meaning for whole sequences
 
 
-def check_cells(cells: list[Cell]) -> None:
+def check_cells(cells: list[Cell], supported: tuple[str, ...]) -> None:
+    """ValueError for a cell this family cannot run: bad regime / ratio / control value, or a control
+    outside `supported`."""
     for cell in cells:
-        if cell.diversity_control not in SUPPORTED_CONTROLS:
+        data_plan(cell)
+        check_control(cell.diversity_control, cell.diversity)
+        if cell.diversity_control not in supported:
             raise ValueError(
-                f"diversity control {cell.diversity_control!r} is not supported by the neural families; "
-                f"use one of {', '.join(SUPPORTED_CONTROLS)}"
+                f"diversity control {cell.diversity_control!r} is not supported by the {cell.family} family; "
+                f"use one of {', '.join(supported)}"
             )
-        if cell.regime not in REGIMES:
-            raise ValueError(f"unknown regime {cell.regime!r}; use one of {', '.join(REGIMES)}")
-        if cell.diversity <= 0 or (cell.diversity_control == "top_p" and cell.diversity > 1):
-            raise ValueError(f"{cell.diversity_control} must be > 0 (and top_p <= 1), got {cell.diversity}")
-        if cell.real_amount < 1:
-            raise ValueError(f"real_amount must be >= 1, got {cell.real_amount}")
-        if cell.regime in ("fresh", "fixed_real") and not 0 <= cell.ratio < 1:
-            raise ValueError(f"regime {cell.regime!r} needs 0 <= ratio < 1 (ratio 1 is 'replace'), got {cell.ratio}")
 
 
-def control_values(cells: list[Cell], seeds: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Per-run (tau, top_p); a cell using one control leaves the other neutral (1.0)."""
-    tau = [c.diversity if c.diversity_control == "temperature" else 1.0 for c in cells for _ in range(seeds)]
-    top_p = [c.diversity if c.diversity_control == "top_p" else 1.0 for c in cells for _ in range(seeds)]
-    return torch.tensor(tau, device=device), torch.tensor(top_p, device=device)
-
-
-def controlled(table: Tensor, tau: Tensor, top_p: Tensor) -> Tensor:
-    """Sampling law of each run: its next-token rows tempered by tau, then nucleus-truncated to top_p."""
-    probs = torch.softmax(table.log() / tau[:, None, None], dim=-1)
-    ordered, order = probs.sort(dim=-1, descending=True)
-    # Keep the most likely tokens up to and including the one that reaches mass p.
-    keep_sorted = ordered.cumsum(-1) - ordered < top_p[:, None, None]
-    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
-    probs = probs * keep
-    return probs / probs.sum(-1, keepdim=True)
+def run_controls(cells: list[Cell], seeds: int, device: torch.device) -> tuple[list[str], Tensor]:
+    """Per-run control names and values (run r = cell r // seeds)."""
+    controls = [c.diversity_control for c in cells for _ in range(seeds)]
+    values = torch.tensor([c.diversity for c in cells], dtype=torch.float64, device=device).repeat_interleave(seeds)
+    return controls, values
 
 
 # ----------------------------------------------------------------------------------------------
-# Regimes: which data generation g >= 2 trains on (shared with vae_digits.py)
+# Regimes: which data generation g >= 2 trains on, by simulations/regimes.py's per-run DataPlan
+# (shared with vae_digits.py)
 
 
 @dataclass
@@ -211,63 +200,49 @@ class Pool:
     counts: Tensor  # [R] long
 
 
-def pack(parts: list[list[Tensor]]) -> Pool:
-    """Per-run lists of item tensors -> one padded batch."""
-    runs = [torch.cat(p) for p in parts]
-    counts = torch.tensor([len(r) for r in runs], device=runs[0].device)
-    items = runs[0].new_zeros((len(runs), int(counts.max()), *runs[0].shape[1:]))
-    for i, r in enumerate(runs):
-        items[i, : len(r)] = r
+def pack(parts: list[Tensor]) -> Pool:
+    """Per-run item tensors of different lengths -> one padded batch."""
+    counts = torch.tensor([len(p) for p in parts], device=parts[0].device)
+    items = parts[0].new_zeros((len(parts), int(counts.max()), *parts[0].shape[1:]))
+    for r, p in enumerate(parts):
+        items[r, : len(p)] = p
     return Pool(items, counts)
 
 
-def synthetic_count(cell: Cell) -> int:
-    """Synthetic samples a generation draws. replace / accumulate kinds add real_amount per generation;
-    fresh / fixed_real keep real_amount real samples and add synthetic ones up to share `ratio`,
-    so real amount and ratio vary independently."""
-    if cell.regime in ("fresh", "fixed_real"):
-        return round(cell.ratio / (1 - cell.ratio) * cell.real_amount)
-    return cell.real_amount
-
-
 class RecursiveData:
-    """The training set of each run, generation by generation.
-
-    replace: only the previous model's samples. accumulate: everything so far. accumulate_subsample:
-    everything so far, subsampled to real_amount. fresh: real_amount new real samples + synthetic.
-    fixed_real: the generation-1 real samples again + synthetic.
-    """
+    """The training set of each run, generation by generation, following its cell's DataPlan:
+    new data = `synthetic` samples of the previous model + `fresh_real` real ones; the pool is the new
+    data (or everything so far with keep_history); fixed_real adds the generation-1 real data back;
+    `subsample` > 0 trains on that many draws (with replacement) from the pool."""
 
     def __init__(self, runs: list[Cell], first_real: Tensor, generator: torch.Generator):
-        self.runs = runs  # one Cell per run
+        self.plans = [data_plan(c) for c in runs]
         self.generator = generator
-        self.first_real = [first_real[r, : c.real_amount] for r, c in enumerate(runs)]
-        self.history = [[x] for x in self.first_real]
+        self.first_real = [first_real[r, : plan.first_real] for r, plan in enumerate(self.plans)]
+        self.pool = list(self.first_real)
 
     def first(self) -> Pool:
-        return pack([[x] for x in self.first_real])
+        return pack(self.first_real)
 
     def next(self, draw_real: Callable[[int], Tensor], draw_synthetic: Callable[[int], Tensor]) -> Pool:
-        """draw_*(n) -> [R, n, *item] samples for every run; each run takes what its regime needs."""
-        real = draw_real(max(c.real_amount for c in self.runs)) if any(c.regime == "fresh" for c in self.runs) else None
-        synthetic = draw_synthetic(max(synthetic_count(c) for c in self.runs))
+        """draw_*(n) -> [R, n, *item] samples for every run; each run takes the counts its plan names."""
+        real = self._draw(draw_real, max(p.fresh_real for p in self.plans))
+        synthetic = self._draw(draw_synthetic, max(p.synthetic for p in self.plans))
         parts = []
-        for r, cell in enumerate(self.runs):
-            new = synthetic[r, : synthetic_count(cell)]
-            if cell.regime == "replace":
-                parts.append([new])
-            elif cell.regime == "fresh":
-                parts.append([real[r, : cell.real_amount], new])
-            elif cell.regime == "fixed_real":
-                parts.append([self.first_real[r], new])
-            else:  # accumulate, accumulate_subsample
-                self.history[r].append(new)
-                everything = torch.cat(self.history[r])
-                if cell.regime == "accumulate_subsample":
-                    pick = torch.randperm(len(everything), generator=self.generator, device=everything.device)
-                    everything = everything[pick[: cell.real_amount]]
-                parts.append([everything])
+        for r, plan in enumerate(self.plans):
+            new = torch.cat([synthetic[r, : plan.synthetic], real[r, : plan.fresh_real]])
+            self.pool[r] = torch.cat([self.pool[r], new]) if plan.keep_history else new
+            train = torch.cat([self.pool[r], self.first_real[r]]) if plan.reuse_real_pool else self.pool[r]
+            if plan.subsample:
+                train = train[torch.randint(len(train), (plan.subsample,), generator=self.generator, device=train.device)]
+            parts.append(train)
         return pack(parts)
+
+    def _draw(self, draw: Callable[[int], Tensor], n: int) -> Tensor:
+        if n > 0:
+            return draw(n)
+        empty = self.first_real[0][:0]
+        return empty.expand(len(self.plans), *empty.shape)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -301,10 +276,7 @@ def metrics(table: Tensor, source: MarkovLanguage, test: Tensor, text: Tensor) -
     contexts = sum(test[:, :, j : SEQ_LEN - ORDER + j] * VOCAB**(ORDER - 1 - j) for j in range(ORDER))
     test_loss = -log_q[rows, contexts, test[:, :, ORDER:]].mean((1, 2))
 
-    bigrams = (text[:, :, :-1] * VOCAB + text[:, :, 1:]).flatten(1)
-    seen = torch.zeros(len(text), VOCAB * VOCAB, device=text.device).scatter_(1, bigrams, 1.0)
-    distinct_2 = seen.sum(1).double() / bigrams.shape[1]
-
+    distinct_2 = distinct_n(text, 2, VOCAB)
     joint = (pi[..., None] * truth * source.rare)[0]
     kept = (table >= KEEP_FRACTION * truth) & source.rare
     tail_mass_kept = (kept * joint).sum((1, 2)) / joint.sum()
@@ -339,7 +311,7 @@ def simulate(cells: list[Cell], generations: int, seeds: int, device: torch.devi
     (generation 1 on real data only). See `metrics` for the definitions and `RecursiveData` for the
     regimes; the diversity control shapes the synthetic samples only, never the metrics' samples.
     """
-    check_cells(cells)
+    check_cells(cells, tuple(c for c in CONTROLS if c not in UNSUPPORTED_CONTROLS))
     with one_cpu_thread(device):
         return _simulate(cells, generations, seeds, torch.device(device), seed)
 
@@ -348,7 +320,7 @@ def _simulate(cells: list[Cell], generations: int, seeds: int, device: torch.dev
     generator = torch.Generator(device=device).manual_seed(seed)
     source = language(device)
     runs = [cell for cell in cells for _ in range(seeds)]
-    tau, top_p = control_values(cells, seeds, device)
+    controls, values = run_controls(cells, seeds, device)
     truth = source.transitions.expand(len(runs), STATES, VOCAB)
 
     def draw_real(n: int) -> Tensor:
@@ -360,7 +332,7 @@ def _simulate(cells: list[Cell], generations: int, seeds: int, device: torch.dev
     pool = data.first()
     for generation in range(1, generations + 1):
         if generation > 1:
-            sampling_law = controlled(table, tau, top_p).float()
+            sampling_law = apply_control(table, controls, values, source.stationary).float()
             pool = data.next(draw_real, lambda n: sample_sequences(sampling_law, n, generator))
         params = init_params(len(runs), generator, device)
         draws = torch.rand(STEPS, len(runs), BATCH, generator=generator, device=device)

@@ -6,8 +6,8 @@ class weight. The tails are read by a classifier trained once on the real traini
 layer is also the feature space for precision / recall / coverage.
 
 All runs of one call (cells x seeds) are trained at once as ONE batched VAE: every weight tensor has a
-leading run axis and each layer is a batched matmul. Regimes come from neural_lm.RecursiveData so both
-neural families share one definition of what each generation trains on.
+leading run axis and each layer is a batched matmul. Regimes follow simulations/regimes.py through
+neural_lm.RecursiveData, so both neural families build training sets the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from sklearn.datasets import load_digits
 from torch import Tensor
 
 from simulations.cells import Cell
-from simulations.families.neural_lm import Pool, RecursiveData, check_cells, control_values, one_cpu_thread
+from simulations.families.neural_lm import Pool, RecursiveData, check_cells, one_cpu_thread
+from simulations.metrics import knn_precision_recall_coverage
 
 # ----------------------------------------------------------------------------------------------
 # The truth: digits with rare classes
@@ -175,6 +176,16 @@ def fit(params: dict[str, Tensor], images: Tensor, counts: Tensor, draws: Tensor
 # ----------------------------------------------------------------------------------------------
 # Sampling, with the diversity controls acting on the latent prior
 
+SUPPORTED_CONTROLS = ("temperature", "top_p")  # the two with a meaning for a continuous latent
+
+
+def control_values(cells: list[Cell], seeds: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """Per-run (tau, top_p); a cell using one control leaves the other neutral (1.0)."""
+    tau = [c.diversity if c.diversity_control == "temperature" else 1.0 for c in cells for _ in range(seeds)]
+    top_p = [c.diversity if c.diversity_control == "top_p" else 1.0 for c in cells for _ in range(seeds)]
+    return torch.tensor(tau, device=device), torch.tensor(top_p, device=device)
+
+
 
 def chi2_quantile(q: Tensor, dof: int) -> Tensor:
     """Inverse CDF of chi^2_dof by bisection on the regularised incomplete gamma (runs on any device)."""
@@ -210,26 +221,14 @@ NEIGHBOURS = 5
 TEST_IMAGES = 400
 
 
-def manifold_metrics(real: Tensor, fake: Tensor) -> dict[str, Tensor]:
-    """k-NN precision / recall (arXiv 1904.06991) and coverage (arXiv 2002.09797), per run, on
-    features [R, n, d]. A sample's ball reaches its NEIGHBOURS-th nearest neighbour in its own set."""
-    real_radius = torch.cdist(real, real).kthvalue(NEIGHBOURS + 1, dim=-1).values  # +1: skip itself
-    fake_radius = torch.cdist(fake, fake).kthvalue(NEIGHBOURS + 1, dim=-1).values
-    distance = torch.cdist(real, fake)  # [R, n_real, n_fake]
-    return {
-        "precision": (distance <= real_radius[:, :, None]).any(1).double().mean(1),
-        "recall": (distance <= fake_radius[:, None, :]).any(2).double().mean(1),
-        "coverage": (distance.min(2).values <= real_radius).double().mean(1),
-    }
-
-
 def metrics(samples: Tensor, real: Tensor, test_loss: Tensor, truth: Digits, read: Reader) -> dict[str, Tensor]:
     """Metrics of R samplers from their images `samples` [R, >= CLASSIFIED, 64] (model samples without
     the diversity control, or real draws for entry 0), against real reference images `real` [R, MANIFOLD, 64].
 
     tail_mass_kept: share of samples the reader classifies into RARE_CLASSES / the true rare share
         (about 1 for real draws; 0 when the rare classes are no longer generated).
-    precision, recall, coverage: k-NN versions in the reader's hidden-feature space, MANIFOLD each side.
+    precision, recall, coverage: k-NN precision / recall (arXiv 1904.06991) and coverage (arXiv
+        2002.09797) in the reader's hidden-feature space, NEIGHBOURS-th neighbour balls, MANIFOLD each side.
     entropy: entropy (nats) of the reader's class histogram of the samples (ln 10 is uniform).
     test_loss: negative ELBO (nats per image) of held-out real digits, computed by the caller.
     """
@@ -237,7 +236,8 @@ def metrics(samples: Tensor, real: Tensor, test_loss: Tensor, truth: Digits, rea
     histogram = F.one_hot(labels, CLASSES).double().mean(1)  # [R, 10]
     tail_mass_kept = histogram[:, truth.rare].sum(1) / truth.rare_share
     entropy = -(histogram * histogram.clamp_min(1e-300).log()).sum(1)
-    manifold = manifold_metrics(read.features(real), read.features(samples[:, :MANIFOLD]))
+    manifold = knn_precision_recall_coverage(read.features(real), read.features(samples[:, :MANIFOLD]), NEIGHBOURS)
+    manifold = {name: v.double() for name, v in manifold.items()}
     return {"tail_mass_kept": tail_mass_kept, **manifold, "test_loss": test_loss.double(), "entropy": entropy}
 
 
@@ -253,7 +253,7 @@ def simulate(cells: list[Cell], generations: int, seeds: int, device: torch.devi
     ELBO), entry g the VAE fitted at generation g (generation 1 on real data only). Synthetic images are
     decoder means of latents drawn under the cell's control; the metrics sample with the plain prior.
     """
-    check_cells(cells)
+    check_cells(cells, SUPPORTED_CONTROLS)
     with one_cpu_thread(device):
         return _simulate(cells, generations, seeds, torch.device(device), seed)
 
