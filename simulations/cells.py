@@ -17,3 +17,6 @@ class Cell:
     diversity_control: DiversityControl
     diversity: float  # the control's value (tau, p, k, ...) or, for "matched", the target diversity
     real_amount: int  # real samples available per generation (or in the fixed pool)
+    # Training samples per generation M; 0 derives it from the real count held fixed:
+    # M = real_amount / (1 - ratio) (M = real_amount when ratio is 1). See regimes.py.
+    samples: int = 0

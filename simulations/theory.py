@@ -1,0 +1,81 @@
+"""Closed-form predictions the simulations must reproduce (../shared/data/validation_targets.md, V1-V9)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.special import digamma, gammaln, polygamma
+
+
+# V1: 1-D Gaussian refit on M samples per generation, replace, truth N(0, 1).
+def gaussian_mle_variance_mean(m: int, g: int) -> float:
+    return ((m - 1) / m) ** g
+
+
+def gaussian_mle_variance_mean_se(m: int, g: int, runs: int) -> float:
+    return ((m - 1) / m) ** g * math.sqrt(((1 + 2 / (m - 1)) ** g - 1) / runs)
+
+
+def gaussian_log_variance_drift(m: int) -> float:
+    """k_M = E[ln(s^2 / sigma^2)] per generation for the unbiased estimator."""
+    return float(digamma((m - 1) / 2) + math.log(2 / (m - 1)))
+
+
+def gaussian_log_variance_var(m: int, g: int) -> float:
+    return g * float(polygamma(1, (m - 1) / 2))
+
+
+def gaussian_mean_var(m: int, g: int) -> float:
+    return g / m
+
+
+def gaussian_w2_squared(m: int, g: int) -> float:
+    c = math.sqrt(2 / (m - 1)) * math.exp(gammaln(m / 2) - gammaln((m - 1) / 2))
+    return g / m + 2 * (1 - c**g)
+
+
+# V2: a fresh real fraction a each generation, pooled refit.
+def fresh_fraction_mean_var(m: int, a: float) -> float:
+    """Stationary Var(mu) solved from V = (a + (1 - a) s) / (M a (2 - a)) with s = 1 + (1 - a) V."""
+    # V * M a (2 - a) = a + (1 - a) (1 + (1 - a) V)  =>  V (M a (2 - a) - (1 - a)^2) = 1
+    return 1 / (m * a * (2 - a) - (1 - a) ** 2)
+
+
+# V4: linear regression, replace vs accumulate (Gerstgrasser et al.).
+def regression_replace_error(sigma2: float, d: int, t: int, n: int) -> float:
+    return sigma2 * d * n / (t - d - 1)
+
+
+def regression_accumulate_error(sigma2: float, d: int, t: int, n: int) -> float:
+    return sigma2 * d / (t - d - 1) * sum(1 / i**2 for i in range(1, n + 1))
+
+
+# V5: categorical refit (Wright-Fisher).
+def categorical_simpson(p: np.ndarray, n: int, m: int) -> float:
+    s0 = float((p**2).sum())
+    return 1 - (1 - 1 / n) ** m * (1 - s0)
+
+
+def categorical_survivors(p: np.ndarray, n: int) -> float:
+    return float((1 - (1 - p) ** n).sum())
+
+
+# V7: tail model (Dohmatob et al., A Tale of Tails).
+def unseen_mass(p: np.ndarray, t: float) -> float:
+    """E(T) = sum_i p_i (1 - p_i)^T: the expected true mass of types never seen in T samples."""
+    return float((p * np.exp(t * np.log1p(-p))).sum())
+
+
+def tail_cut_plateau(p: np.ndarray, k: int) -> float:
+    return float(p[k:].sum())
+
+
+# V8: stability of retraining on a fixed real set plus lambda times as much synthetic data.
+def stability_sufficient(lam: float, lipschitz_eps_over_alpha: float) -> bool:
+    return lam * (1 + lipschitz_eps_over_alpha) < 1
+
+
+# V9: a constant fraction p of biased synthetic labels.
+def biased_synthetic_floor(p: float, delta: float, sigma2: float, d: int, n: int) -> float:
+    return p**2 * delta**2 + sigma2 * d / (n - d - 1)
