@@ -40,6 +40,12 @@ BETTER_BY = 0.05  # an alternative must beat a contradicted citation by this muc
 UNSUPPORTED_SIMILARITY = 0.2  # below this (MiniLM cosine) and with a clearly better alternative, the sentence is about another paper
 CLEARLY_BETTER = 0.3
 RARE_TERM_PAPERS = 2  # a term names a system only when few candidate titles contain it
+# An unquoted title: the sentence restates most of another paper's title, well beyond the cited one's.
+ECHO_SHARE, ECHO_MARGIN = 0.6, 3
+_TITLE_STOP_WORDS = frozenset(
+    "a an and are as at be by can do does for from how in into is it its not of on or our the to too via we what when "
+    "where which who why with without you your".split()
+)
 
 
 class PaperRef(BaseModel):
@@ -75,6 +81,8 @@ class Fit(BaseModel):
     title: float | None  # similarity of the quoted title; None when none quoted
     terms: float | None  # share of the sentence's distinctive names the paper's title/summary holds
     year_close: bool | None
+    echo_words: int  # title words the sentence repeats
+    echo: float  # their share of the title's words
     score: float
 
 
@@ -175,7 +183,23 @@ class _Judge:
         elif best is not None and cited.similarity < UNSUPPORTED_SIMILARITY and best.score > cited.score + CLEARLY_BETTER:
             other = by_id[best.paper_id]
             return "wrong_paper", f"{paper.id} is {paper.title!r}, which the sentence does not describe; it fits {other.id} ({other.title!r}, {other.year})", other.id
+        if not contradiction and (restated := self._restated_title(cited, fits)) is not None:
+            other = by_id[restated.paper_id]
+            return "wrong_paper", f"{paper.id} is {paper.title!r}, but the sentence restates the title of {other.id} ({other.title!r}, {other.year})", other.id
         return self._year_verdict(citation, paper, cited, contradiction)
+
+    def _restated_title(self, cited: Fit, fits: list[Fit]) -> Fit | None:
+        """Another paper whose title the sentence repeats far more than the cited one's, by the
+        same named authors (when any) and closer in meaning: the writer's paper, under another ID."""
+        for fit in sorted(fits, key=lambda f: (-f.echo_words, -f.similarity)):
+            if (
+                fit.echo >= ECHO_SHARE
+                and fit.echo_words - cited.echo_words >= ECHO_MARGIN
+                and fit.similarity > cited.similarity
+                and (fit.authors or 0) >= (cited.authors or 0)
+            ):
+                return fit
+        return None
 
     def _assess(self, citation: Citation, paper: Paper, candidates: list[Paper]) -> tuple[Fit, list[Fit], list[str], str | None]:
         papers = [paper, *candidates]
@@ -226,7 +250,11 @@ class _Judge:
             + WEIGHT_TERMS * (term_share or 0.0)
             + WEIGHT_YEAR * bool(year_close)
         )
-        return Fit(paper_id=paper.id, similarity=similarity, authors=authors, title=title, terms=term_share, year_close=year_close, score=score)
+        echo_words, echo = _title_echo(paper.title, citation.description)
+        return Fit(
+            paper_id=paper.id, similarity=similarity, authors=authors, title=title, terms=term_share,
+            year_close=year_close, echo_words=echo_words, echo=echo, score=score,
+        )
 
     def _contradiction(self, citation: Citation, cited: Fit, terms: list[str]) -> str | None:
         """What in the sentence speaks against the cited paper, in words; None when nothing does."""
@@ -265,6 +293,19 @@ def _title_similarity(claimed: str, title: str) -> float:
         return 0.0
     overlap = len(set(a) & set(b)) / len(set(a) | set(b))
     return max(overlap, SequenceMatcher(None, " ".join(a), " ".join(b)).ratio())
+
+
+def _title_echo(title: str, sentence: str) -> tuple[int, float]:
+    title_words = {_stem(w) for w in _words(title) if w not in _TITLE_STOP_WORDS and len(w) > 2}
+    if not title_words:
+        return 0, 0.0
+    said = {_stem(w) for w in _words(sentence)}
+    matched = len(title_words & said)
+    return matched, matched / len(title_words)
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
 
 
 def _words(text: str) -> list[str]:

@@ -1,0 +1,176 @@
+"""The live path against a loopback arXiv Atom server: batching, spacing, cache, faults."""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+
+import pytest
+
+from tests.arxiv_server import LIVE_ONLY_PAPERS, ArxivServer, SimulatedClock, snapshot_papers
+from tools.arxiv_api import ArxivClient, parse_feed
+from tools.cache import LookupCache
+from tools.grounding import verify_text
+from tools.papers import Paper
+from tools.sources import SourceUnreachable, open_source
+
+RUN_DATE = date(2026, 11, 24)
+
+
+def many_papers(n: int) -> list[Paper]:
+    return [
+        Paper(id=f"2401.{i:05d}", title=f"Loopback paper {i}", authors=[f"Author{i} Example"], published=date(2024, 1, 15), versions=1 + i % 3)
+        for i in range(1, n + 1)
+    ]
+
+
+@pytest.fixture
+def clock() -> SimulatedClock:
+    return SimulatedClock()
+
+
+def client_for(server: ArxivServer, clock: SimulatedClock, **options) -> ArxivClient:
+    return ArxivClient(server.url, clock=clock, timeout=options.pop("timeout", 5.0), **options)
+
+
+def test_200_ids_in_two_spaced_requests_then_none_from_a_warm_cache(tmp_path, clock) -> None:
+    papers = many_papers(200)
+    with ArxivServer(papers, clock=clock) as server:
+        started = time.perf_counter()
+        source = open_source("arxiv", arxiv_url=server.url, cache_path=tmp_path / "cache.sqlite", clock=clock)
+        answers = source.lookup([p.id for p in papers])
+        assert all(a.status == "found" and a.origin == "arxiv" for a in answers.values()) and len(answers) == 200
+        assert [len(r.ids) for r in server.requests] == [100, 100]
+        assert server.requests[1].at - server.requests[0].at >= 3.0  # arXiv's terms, on the injected clock
+        assert time.perf_counter() - started < 10  # the 3 s wait was simulated, not slept
+        assert answers["2401.00002"].paper.versions == 3  # from the latest <id> (…v3)
+
+        warm = open_source("arxiv", arxiv_url=server.url, cache_path=tmp_path / "cache.sqlite", clock=clock)
+        again = warm.lookup([p.id for p in papers])
+        assert len(server.requests) == 2 and all(a.origin == "cache" for a in again.values())
+
+
+def test_unknown_id_is_confirmed_by_a_single_request_before_not_found(clock) -> None:
+    with ArxivServer(snapshot_papers(), clock=clock) as server:
+        source = open_source("arxiv", arxiv_url=server.url, cache_path=None, clock=clock)
+        [check] = verify_text("A made-up result (Doe et al., 2023, arXiv:2305.12345).", source, run_date=RUN_DATE)
+        assert check.status == "not_found"
+        assert [r.ids for r in server.requests] == [["2305.12345"], ["2305.12345"]]
+
+
+@pytest.mark.parametrize("glitch", ["empty", "empty_zero"])
+def test_a_transient_empty_page_never_reads_as_not_found(clock, glitch) -> None:
+    papers = snapshot_papers()
+    ids = [p.id for p in papers[:5]]
+    with ArxivServer(papers, clock=clock) as server:
+        server.faults.extend([glitch, glitch])
+        result = client_for(server, clock).lookup(ids)
+        assert set(result.found) == set(ids) and not result.absent and not result.failed
+
+
+def test_a_persistent_empty_page_glitch_is_unverifiable(clock) -> None:
+    with ArxivServer(snapshot_papers(), clock=clock) as server:
+        server.always = "empty"
+        source = open_source("arxiv", arxiv_url=server.url, cache_path=None, clock=clock, max_retries=2)
+        checks = verify_text("Tails vanish (Shumailov et al., 2023, arXiv:2305.17493; arXiv:2404.01413).", source, run_date=RUN_DATE)
+        assert [c.status for c in checks] == ["unverifiable", "unverifiable"]
+
+
+@pytest.mark.parametrize("fault", ["503", "429", "slow"])
+def test_every_persistent_fault_is_unverifiable_never_not_found(clock, fault) -> None:
+    with ArxivServer(snapshot_papers() + LIVE_ONLY_PAPERS, clock=clock, slow_s=0.4) as server:
+        server.always = fault
+        source = open_source("arxiv", arxiv_url=server.url, cache_path=None, clock=clock, timeout=0.15, max_retries=1)
+        checks = verify_text("Attention replaced recurrence (Vaswani et al., 2017, arXiv:1706.03762).", source, run_date=RUN_DATE)
+        assert [c.status for c in checks] == ["unverifiable"]
+        assert source.unreachable and "could not be checked" in checks[0].reason
+
+
+def test_retries_back_off_and_honour_retry_after(clock) -> None:
+    with ArxivServer(LIVE_ONLY_PAPERS, clock=clock, retry_after=7) as server:
+        server.faults.extend(["503", "429"])
+        result = client_for(server, clock, backoff=2.0).lookup(["1706.03762"])
+        assert set(result.found) == {"1706.03762"}
+        assert len(server.requests) == 3
+        assert 2.0 in clock.slept and 7.0 in clock.slept  # backoff after 503, Retry-After after 429
+        gaps = [b.at - a.at for a, b in zip(server.requests, server.requests[1:])]
+        assert all(gap >= 3.0 for gap in gaps)
+
+
+def test_malformed_id_gets_http_400_with_an_error_entry(clock) -> None:
+    with ArxivServer(LIVE_ONLY_PAPERS, clock=clock) as server:
+        result = client_for(server, clock, max_retries=0).lookup(["2305.174"])
+        assert "incorrect id format" in result.failed["2305.174"]
+        assert not result.absent
+
+
+def test_versions_old_style_ids_and_live_only_papers(clock) -> None:
+    text = (
+        "The Transformer dispenses with recurrence (Vaswani et al., 2017, https://arxiv.org/abs/1706.03762v5).\n"
+        "The same paper's ninth version (arXiv:1706.03762v9) is cited here.\n"
+        "Maldacena (1997) related large N field theories to supergravity, hep-th/9711200.\n"
+        "Perelman's entropy formula for the Ricci flow (2002, arXiv:math.DG/0211159).\n"
+    )
+    with ArxivServer(snapshot_papers() + LIVE_ONLY_PAPERS, clock=clock) as server:
+        source = open_source("arxiv", arxiv_url=server.url, cache_path=None, clock=clock)
+        checks = verify_text(text, source, run_date=RUN_DATE)
+        assert [(c.arxiv_id, c.status) for c in checks] == [
+            ("1706.03762", "grounded"),
+            ("1706.03762", "not_found"),
+            ("hep-th/9711200", "grounded"),
+            ("math/0211159", "grounded"),
+        ]
+        assert "7 version" in checks[1].reason
+        assert len(server.requests[0].ids) == 3  # one batch for the whole text
+
+
+def test_auto_mode_probes_once_and_carries_on_offline(clock) -> None:
+    with ArxivServer([], clock=clock) as server:
+        dead_url = server.url
+    source = open_source("auto", arxiv_url=dead_url, cache_path=None, clock=clock)
+    first = verify_text("Tails vanish (Shumailov et al., 2023, arXiv:2305.17493).", source, run_date=RUN_DATE)
+    assert first[0].status == "grounded" and source.client.requests_sent == 0  # the snapshot answered
+    second = verify_text("Attention (arXiv:1706.03762). GANs (arXiv:1406.2661).", source, run_date=RUN_DATE)
+    assert [c.status for c in second] == ["unverifiable", "unverifiable"]
+    assert source.client.requests_sent == 1  # the probe, nothing more
+    assert "unreachable" in source.notice
+    assert any("used snapshot only" in detail for _, detail in source.describe())
+
+
+def test_explicit_arxiv_search_failure_raises(clock) -> None:
+    with ArxivServer([], clock=clock) as server:
+        server.always = "503"
+        source = open_source("arxiv", arxiv_url=server.url, cache_path=None, clock=clock, max_retries=0)
+        with pytest.raises(SourceUnreachable):
+            source.search("model collapse", limit=5)
+
+
+def test_search_merges_live_and_snapshot_by_id(clock) -> None:
+    with ArxivServer(snapshot_papers() + LIVE_ONLY_PAPERS, clock=clock) as server:
+        source = open_source("auto", arxiv_url=server.url, cache_path=None, clock=clock)
+        papers = source.search("recursion generated data forget", since=date(2023, 1, 1), until=RUN_DATE, limit=10)
+        ids = [p.id for p in papers]
+        assert "2305.17493" in ids and len(ids) == len(set(ids))
+        assert all(date(2023, 1, 1) <= p.published <= RUN_DATE for p in papers)
+        assert any(p.source == "arxiv" for p in papers) and any(p.source == "snapshot" for p in papers)
+
+
+def test_cache_ttl_expires(tmp_path) -> None:
+    now = [1_000_000.0]
+    cache = LookupCache(tmp_path / "c.sqlite", now=lambda: now[0])
+    paper = LIVE_ONLY_PAPERS[0]
+    cache.store({paper.id: paper}, {"2305.12345"})
+    assert set(cache.papers([paper.id])) == {paper.id} and cache.absent(["2305.12345"]) == {"2305.12345"}
+    now[0] += 2 * 86_400
+    assert cache.absent(["2305.12345"]) == set()  # a miss is re-asked after a day
+    assert set(cache.papers([paper.id])) == {paper.id}
+
+
+def test_parse_feed_reads_versions_and_errors() -> None:
+    from tests.arxiv_server import error_feed, feed
+
+    parsed = parse_feed(feed([(LIVE_ONLY_PAPERS[0], 7)], total=1))
+    assert (parsed.papers[0].id, parsed.papers[0].versions, parsed.total_results) == ("1706.03762", 7, 1)
+    assert parse_feed(error_feed("incorrect id format for abc", "abc")).errors == ["incorrect id format for abc"]
+    with pytest.raises(ValueError):
+        parse_feed(b"<html>not a feed</html>")
