@@ -73,16 +73,19 @@ def entropy(p: torch.Tensor) -> torch.Tensor:
 def matched(p: torch.Tensor, target: torch.Tensor, state_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Temperature per row such that the (state-weighted mean) entropy of the result hits `target`.
 
-    Entropy rises monotonically with temperature, so 60 bisection steps on log tau in
-    [1/50, 50] solve it to float precision; targets beyond the reachable range are clamped
+    Entropy rises monotonically with temperature, so 40 bisection steps on log tau in
+    [1/50, 50] solve it far below sampling noise; targets beyond the reachable range are clamped
     (uniform over the support, or the single most likely type).
     """
+    support = p > 0
+    logp = torch.where(support, p.log(), torch.full_like(p, -torch.inf))
     lo = torch.full(p.shape[:1], -torch.log(torch.tensor(50.0)).item(), dtype=p.dtype, device=p.device)
     hi = -lo.clone()
     target = target.to(p.dtype)
-    for _ in range(60):
+    for _ in range(40):
         mid = (lo + hi) / 2
-        h = entropy(temperature(p, mid.exp()))
+        log_q = torch.log_softmax(logp * _expand((-mid).exp(), p), dim=-1)
+        h = -(log_q.exp() * torch.where(support, log_q, torch.zeros_like(log_q))).sum(-1)
         if state_weights is not None:
             h = (h * state_weights).sum(-1)
         too_diverse = h > target
