@@ -65,6 +65,15 @@ LIVE_ONLY_PAPERS = [
 ]
 
 
+def numbered_papers(n: int, month: str = "2401") -> list[Paper]:
+    """`n` placeholder papers YYMM.00001.. with 1-3 versions: volume for batching and cache tests."""
+    return [
+        Paper(id=f"{month}.{i:05d}", title=f"Loopback paper {i}", authors=[f"Author{i} Example"],
+              published=date(2000 + int(month[:2]), int(month[2:]), 15), versions=1 + i % 3, source="arxiv")
+        for i in range(1, n + 1)
+    ]
+
+
 def snapshot_papers(versions: int = 1) -> list[Paper]:
     """The packaged snapshot's papers, as the live API would serve them (real-abstract flag, versions)."""
     raw = files("tools.data").joinpath("arxiv_snapshot.jsonl").read_text(encoding="utf-8")

@@ -7,21 +7,13 @@ from datetime import date
 
 import pytest
 
-from tests.arxiv_server import LIVE_ONLY_PAPERS, ArxivServer, SimulatedClock, snapshot_papers
+from tests.arxiv_server import LIVE_ONLY_PAPERS, ArxivServer, SimulatedClock, numbered_papers, snapshot_papers
 from tools.arxiv_api import ArxivClient, parse_feed
 from tools.cache import LookupCache
 from tools.grounding import verify_text
-from tools.papers import Paper
 from tools.sources import SourceUnreachable, open_source
 
 RUN_DATE = date(2026, 11, 24)
-
-
-def many_papers(n: int) -> list[Paper]:
-    return [
-        Paper(id=f"2401.{i:05d}", title=f"Loopback paper {i}", authors=[f"Author{i} Example"], published=date(2024, 1, 15), versions=1 + i % 3)
-        for i in range(1, n + 1)
-    ]
 
 
 @pytest.fixture
@@ -34,7 +26,7 @@ def client_for(server: ArxivServer, clock: SimulatedClock, **options) -> ArxivCl
 
 
 def test_200_ids_in_two_spaced_requests_then_none_from_a_warm_cache(tmp_path, clock) -> None:
-    papers = many_papers(200)
+    papers = numbered_papers(200)
     with ArxivServer(papers, clock=clock) as server:
         started = time.perf_counter()
         source = open_source("arxiv", arxiv_url=server.url, cache_path=tmp_path / "cache.sqlite", clock=clock)

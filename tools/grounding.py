@@ -230,7 +230,10 @@ class _Judge:
             ) if held
         ]
         matching = f"matching the sentence's {', '.join(evidence)}" if evidence else "matching the sentence's topic"
-        note = f"; note: {contradiction}" if contradiction else ""
+        notes = [contradiction] if contradiction else []
+        if span is not None and span[1] < v1.year:
+            notes.append(f"the sentence dates it {citation.stated_years or citation.stated_year}, before its first version, within the {YEAR_GAP}-year tolerance")
+        note = "".join(f"; note: {n}" for n in notes)
         return "grounded", f"{paper.id} is {paper.title!r} ({month}), {matching}{note}", None
 
     def _query(self, citation: Citation) -> str:
