@@ -10,10 +10,12 @@ import pytest
 from tests.arxiv_server import LIVE_ONLY_PAPERS, ArxivServer, SimulatedClock, numbered_papers, snapshot_papers
 from tools.arxiv_api import ArxivClient, parse_feed
 from tools.cache import LookupCache
+from tools.embeddings import get_embedder
 from tools.grounding import verify_text
 from tools.sources import SourceUnreachable, open_source
 
 RUN_DATE = date(2026, 11, 24)
+LEXICAL = get_embedder("lexical")  # fast; the embedder does not matter to the protocol under test
 
 
 @pytest.fixture
@@ -45,7 +47,7 @@ def test_200_ids_in_two_spaced_requests_then_none_from_a_warm_cache(tmp_path, cl
 def test_unknown_id_is_confirmed_by_a_single_request_before_not_found(clock) -> None:
     with ArxivServer(snapshot_papers(), clock=clock) as server:
         source = open_source("arxiv", arxiv_url=server.url, cache_path=None, clock=clock)
-        [check] = verify_text("A made-up result (Doe et al., 2023, arXiv:2305.12345).", source, run_date=RUN_DATE)
+        [check] = verify_text("A made-up result (Doe et al., 2023, arXiv:2305.12345).", source, run_date=RUN_DATE, embedder=LEXICAL)
         assert check.status == "not_found"
         assert [r.ids for r in server.requests] == [["2305.12345"], ["2305.12345"]]
 
@@ -64,7 +66,7 @@ def test_a_persistent_empty_page_glitch_is_unverifiable(clock) -> None:
     with ArxivServer(snapshot_papers(), clock=clock) as server:
         server.always = "empty"
         source = open_source("arxiv", arxiv_url=server.url, cache_path=None, clock=clock, max_retries=2)
-        checks = verify_text("Tails vanish (Shumailov et al., 2023, arXiv:2305.17493; arXiv:2404.01413).", source, run_date=RUN_DATE)
+        checks = verify_text("Tails vanish (Shumailov et al., 2023, arXiv:2305.17493; arXiv:2404.01413).", source, run_date=RUN_DATE, embedder=LEXICAL)
         assert [c.status for c in checks] == ["unverifiable", "unverifiable"]
 
 
@@ -73,7 +75,7 @@ def test_every_persistent_fault_is_unverifiable_never_not_found(clock, fault) ->
     with ArxivServer(snapshot_papers() + LIVE_ONLY_PAPERS, clock=clock, slow_s=0.4) as server:
         server.always = fault
         source = open_source("arxiv", arxiv_url=server.url, cache_path=None, clock=clock, timeout=0.15, max_retries=1)
-        checks = verify_text("Attention replaced recurrence (Vaswani et al., 2017, arXiv:1706.03762).", source, run_date=RUN_DATE)
+        checks = verify_text("Attention replaced recurrence (Vaswani et al., 2017, arXiv:1706.03762).", source, run_date=RUN_DATE, embedder=LEXICAL)
         assert [c.status for c in checks] == ["unverifiable"]
         assert source.unreachable and "could not be checked" in checks[0].reason
 
@@ -105,7 +107,7 @@ def test_versions_old_style_ids_and_live_only_papers(clock) -> None:
     )
     with ArxivServer(snapshot_papers() + LIVE_ONLY_PAPERS, clock=clock) as server:
         source = open_source("arxiv", arxiv_url=server.url, cache_path=None, clock=clock)
-        checks = verify_text(text, source, run_date=RUN_DATE)
+        checks = verify_text(text, source, run_date=RUN_DATE, embedder=LEXICAL)
         assert [(c.arxiv_id, c.status) for c in checks] == [
             ("1706.03762", "grounded"),
             ("1706.03762", "not_found"),
@@ -120,9 +122,9 @@ def test_auto_mode_probes_once_and_carries_on_offline(clock) -> None:
     with ArxivServer([], clock=clock) as server:
         dead_url = server.url
     source = open_source("auto", arxiv_url=dead_url, cache_path=None, clock=clock)
-    first = verify_text("Tails vanish (Shumailov et al., 2023, arXiv:2305.17493).", source, run_date=RUN_DATE)
+    first = verify_text("Tails vanish (Shumailov et al., 2023, arXiv:2305.17493).", source, run_date=RUN_DATE, embedder=LEXICAL)
     assert first[0].status == "grounded" and source.client.requests_sent == 0  # the snapshot answered
-    second = verify_text("Attention (arXiv:1706.03762). GANs (arXiv:1406.2661).", source, run_date=RUN_DATE)
+    second = verify_text("Attention (arXiv:1706.03762). GANs (arXiv:1406.2661).", source, run_date=RUN_DATE, embedder=LEXICAL)
     assert [c.status for c in second] == ["unverifiable", "unverifiable"]
     assert source.client.requests_sent == 1  # the probe, nothing more
     assert "unreachable" in source.notice
