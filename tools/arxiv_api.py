@@ -60,10 +60,9 @@ class Feed:
     total_results: int
     errors: list[str] = field(default_factory=list)  # Error entries' summaries (HTTP 400)
 
-    @property
-    def truncated(self) -> bool:
-        """A page that announces more results than it holds: arXiv's empty-page glitch."""
-        return len(self.papers) < self.total_results
+    def truncated(self, page_size: int) -> bool:
+        """A page holding fewer entries than it announces: arXiv's empty-page glitch."""
+        return len(self.papers) < min(self.total_results, page_size)
 
 
 @dataclass
@@ -194,7 +193,7 @@ class ArxivClient:
                 except httpx.TransportError as error:
                     problem, wait = f"unreachable ({type(error).__name__}: {error})", self._backoff(attempt)
                 else:
-                    feed, problem, wait = self._classify(response, attempt)
+                    feed, problem, wait = self._classify(response, attempt, int(params.get("max_results", "10")))
                     if feed is not None:
                         return feed
                 if wait is None or attempt == retries:
@@ -202,7 +201,7 @@ class ArxivClient:
                 self.clock.sleep(wait)
         raise ArxivUnavailable(f"arXiv API at {self.base_url}: {problem}")
 
-    def _classify(self, response: httpx.Response, attempt: int) -> tuple[Feed | None, str, float | None]:
+    def _classify(self, response: httpx.Response, attempt: int, page_size: int) -> tuple[Feed | None, str, float | None]:
         """(feed, problem, wait before retrying or None for no retry)."""
         status = response.status_code
         if status == 429 or status >= 500:
@@ -219,7 +218,7 @@ class ArxivClient:
             return None, f"HTTP {status}", None
         if status != 200:
             return None, f"HTTP {status}", None
-        if feed.truncated:
+        if feed.truncated(page_size):
             return None, f"empty page ({len(feed.papers)} of {feed.total_results} announced entries)", self._backoff(attempt)
         return feed, "", None
 
