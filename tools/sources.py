@@ -13,6 +13,7 @@ further network attempts.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
@@ -56,6 +57,7 @@ class PaperSource:
         self._probed = mode != "auto"
         self._cache_hits = 0
         self._author_index: dict[str, list[str]] | None = None
+        self._probe_lock = threading.Lock()  # the agent's worker threads share one source: probe once
 
     # --- lookups ---------------------------------------------------------------------------------
 
@@ -184,13 +186,12 @@ class PaperSource:
     def _live_usable(self) -> bool:
         if self.client is None or self.live_problem is not None:
             return False
-        if not self._probed:
-            self._probed = True
-            problem = self.client.probe()
-            if problem:
-                self._live_failed(problem)
-                return False
-        return True
+        with self._probe_lock:
+            if not self._probed:
+                self._probed = True
+                if problem := self.client.probe():
+                    self._live_failed(problem)
+        return self.live_problem is None
 
     def _live_failed(self, problem: str) -> None:
         if self.live_problem is None:
