@@ -1,0 +1,134 @@
+"""The sweep as the lead uses it: budgets, JSON shape, cache, analysis, figures, input errors."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+
+from simulations.analysis import variance_shares
+from simulations.cells import Cell
+from simulations.device import resolve_device
+from simulations.diversity import apply_control, entropy
+from simulations.families import categorical, gaussian
+from simulations.plots import write_figures
+from simulations.sweep import SweepConfig, run_sweep
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    calls = []
+    result = run_sweep(SweepConfig.budget("tiny", device="cpu"), cache_dir=cache, progress=lambda d, t: calls.append((d, t)))
+    return result, cache, calls
+
+
+def test_tiny_sweep_has_the_documented_json_shape(tiny):
+    result, _, calls = tiny
+    data = json.loads(json.dumps(result.model_dump(mode="json")))
+    assert set(data) >= {"config", "cells", "analysis"}
+    generations = data["config"]["generations"]
+    assert data["cells"]
+    for cell in data["cells"]:
+        assert {"family", "regime", "ratio", "diversity", "real_amount", "seeds", "metrics"} <= set(cell)
+        for name in ("tail_mass_kept", "tail_mass_kept_se", "tail_mass_kept_median", "entropy", "kl", "tv"):
+            assert len(cell["metrics"][name]) == generations + 1
+        assert cell["metrics"]["tail_mass_kept"][0] == pytest.approx(1.0)  # entry 0 is the truth
+        assert cell["metrics"]["kl"][0] == pytest.approx(0.0, abs=1e-12)
+        if cell["regime"] == "replace":
+            assert cell["ratio"] == 1.0
+    assert calls[-1][0] == calls[-1][1] == len(data["cells"])
+
+
+def test_analysis_reports_shares_thresholds_effects_and_a_numeric_verdict(tiny):
+    analysis = tiny[0].analysis
+    shares = next(g for g in analysis["groups"] if g["regime"] == analysis["primary"]["regime"])["variance_shares"]
+    for name in ("ratio", "diversity", "real_amount", "interactions", "seed_noise"):
+        lo, hi = shares[name]["ci"]
+        assert lo <= shares[name]["share"] + 1e-9 and shares[name]["share"] <= hi + 1e-9
+    main_and_noise = sum(s["share"] for n, s in shares.items() if n != "interactions")
+    assert main_and_noise == pytest.approx(1.0)
+    assert analysis["thresholds"]["per_ratio"] and "tolerance" in analysis["thresholds"]
+    for effect in ("effect_of_ratio", "effect_of_diversity"):
+        assert analysis[effect]["comparisons"] > 0
+    assert re.search(r"\d+%", analysis["verdict"]) and re.search(r"\d\.\d{3}", analysis["verdict"])
+
+
+def test_cache_reuses_the_result_for_the_same_config(tiny):
+    result, cache, _ = tiny
+    assert len(list(cache.glob("sweep-*.json"))) == 1
+    again = run_sweep(SweepConfig.budget("tiny", device="cpu"), cache_dir=cache)
+    assert again.model_dump() == result.model_dump()
+    other = SweepConfig.budget("tiny", seed=1, device="cpu")
+    assert other.digest() != result.config.digest()
+
+
+def test_figures_are_written(tiny, tmp_path):
+    paths = write_figures(tiny[0], tmp_path)
+    assert {p.name for p in paths} == {"phase_diagram.png", "curves_by_regime.png", "threshold_curve.png"}
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+
+
+def test_budgets_cover_the_central_design():
+    for name in ("tiny", "small", "full"):
+        cfg = SweepConfig.budget(name)
+        assert "categorical" in cfg.families and cfg.diversity_control == "matched"
+        assert {"replace", "accumulate", "fresh"} <= set(cfg.regimes)
+        assert len(cfg.ratios) >= 2 and len(cfg.diversity) >= 2 and len(cfg.real_amounts) >= 2
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [dict(ratios=[1.5]), dict(families=["nope"]), dict(regimes=["sideways"]), dict(diversity_control="top_p", diversity=[2.0]),
+     dict(real_amounts=[1])],
+)
+def test_bad_configs_are_refused(bad):
+    with pytest.raises(ValidationError):
+        SweepConfig(**bad)
+
+
+def test_device_resolution():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in {"cpu", "cuda"}
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            resolve_device("cuda")
+
+
+def test_matched_control_holds_synthetic_entropy_fixed_across_ratios():
+    target = 3.5
+    cells = [Cell("categorical", "fresh", r, "matched", target, 2000) for r in (0.5, 0.9)]
+    runs = categorical.simulate(cells, 3, 4, torch.device("cpu"), 0)
+    for run in runs:
+        # Miller-Madow entropy of the synthetic batch, generation 1 onwards.
+        assert run["synthetic_entropy"][:, 1:].mean().item() == pytest.approx(target, abs=0.1)
+    model = categorical.zipf(1000, 1.1, torch.device("cpu")).expand(3, -1)
+    solved = apply_control(model, ["matched"] * 3, torch.tensor([2.0, 3.0, 5.0], dtype=torch.float64))
+    assert entropy(solved).tolist() == pytest.approx([2.0, 3.0, 5.0], abs=1e-6)
+
+
+def test_diversity_controls_order_the_tail_they_keep():
+    cells = [Cell("categorical", "replace", 1.0, "temperature", tau, 500) for tau in (0.7, 1.0)]
+    cells += [Cell("categorical", "replace", 1.0, "tail_resample", 0.5, 500)]
+    cold, plain, tail = categorical.simulate(cells, 6, 16, torch.device("cpu"), 1)
+    final = lambda run: run["tail_mass_kept"][:, -1].mean().item()  # noqa: E731
+    assert final(cold) < final(plain) < final(tail)
+
+
+def test_gaussian_refuses_controls_without_meaning():
+    with pytest.raises(ValueError, match="gaussian family supports"):
+        gaussian.simulate([Cell("gaussian", "replace", 1.0, "top_k", 5, 10)], 2, 2, torch.device("cpu"), 0)
+
+
+def test_variance_shares_find_the_factor_that_matters():
+    rng = np.random.default_rng(0)
+    levels = np.array([0.0, 1.0, 2.0])
+    y = levels[:, None, None] + 0.01 * rng.standard_normal((3, 4, 20))  # only the first factor matters
+    shares = variance_shares(y, ["ratio", "diversity"], rng)
+    assert shares["ratio"]["share"] > 0.99 and shares["diversity"]["share"] < 0.001
