@@ -6,8 +6,37 @@ Exit codes (every command): 0 success, 1 findings flagged (verify-citations, rec
 
 from __future__ import annotations
 
+import json
+import re
+import secrets
+import sys
+import time
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Optional
+
 import typer
 from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from agent.claims_store import (
+    CLAIMS_FILE_SUFFIXES,
+    ClaimsStore,
+    ClaimsStoreError,
+    claims_file_warnings,
+    read_claims_file,
+)
+from agent.config import Settings
+from agent.inquiry import InquiryError, load_default_inquiry, load_inquiry
+from agent.models import Claim
+from agent.state import RunConfig
+from agent.store import RunRecord, RunStore, UnknownRun
+from tools.grounding import FLAGGED, CitationCheck, summarize, verify_text
+from tools.snapshot import Snapshot
+
+# Heavy modules (torch, langgraph, sentence-transformers) are imported inside the commands that
+# need them, so `--help` and bad-input errors answer at once.
 
 EXIT_OK, EXIT_FLAGGED, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 3
 
@@ -24,16 +53,398 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 # --- run -------------------------------------------------------------------------------------
 
 
+EXIT_RUN_FAILED = 4
+SOURCES, LLMS, BUDGETS, DEVICES = ("auto", "snapshot", "arxiv"), ("none", "openai"), ("tiny", "small", "full"), ("auto", "cpu", "cuda")
+_RELATIVE = re.compile(r"^(\d+)\s*(d|w|mo|y)$")
+_UNIT_DAYS = {"d": 1, "w": 7, "mo": 30.44, "y": 365.25}
+STAGE_LABELS = {
+    "load_claims": "claims loaded",
+    "ground_citations": "citations grounded",
+    "retrieve_literature": "literature retrieved",
+    "assess_stance": "stance assessed",
+    "run_simulations": "simulations run",
+    "synthesize": "verdicts synthesized",
+    "write_report": "report written",
+}
+
+
+def parse_since(value: str, today: date) -> date:
+    """`--since` takes a date (YYYY-MM-DD) or a span back from today: 30d, 8w, 6mo, 1y."""
+    match = _RELATIVE.match(value.strip().lower())
+    if match:
+        return today - timedelta(days=round(int(match.group(1)) * _UNIT_DAYS[match.group(2)]))
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise fail(f"--since {value!r} is neither a date (YYYY-MM-DD) nor a span like 30d, 8w, 6mo, 1y") from None
+
+
+def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise fail(f"{flag} {value!r} is not one of: {', '.join(allowed)}")
+    return value
+
+
+def _check_out_dir(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise fail(f"--out {out} is a file; give a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise fail(f"--out {out} already holds results; choose another directory or pass --force to overwrite")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise fail(f"--out {out} is not writable ({error.strerror or error}); choose another directory") from None
+
+
+@app.command()
+def run(
+    inquiry: Optional[Path] = typer.Option(None, help="Inquiry prompt to audit (default: the packaged inquiry)."),
+    claims: Optional[Path] = typer.Option(None, help="Extra claims file (.jsonl/.json); default: your claim store."),
+    source: str = typer.Option("auto", help="Literature source: auto | snapshot | arxiv."),
+    arxiv_url: Optional[str] = typer.Option(None, help="arXiv API base URL (env ARXIV_API_URL)."),
+    llm: str = typer.Option("none", help="Analyst: none (offline heuristics) | openai (any OpenAI-compatible endpoint)."),
+    model: Optional[str] = typer.Option(None, help="Model name for --llm openai (env COLLAPSE_AUDIT_MODEL)."),
+    since: Optional[str] = typer.Option(None, help="Only literature since DATE (YYYY-MM-DD) or a span: 30d, 8w, 6mo, 1y."),
+    sim_budget: str = typer.Option("small", help="Simulation budget: tiny | small | full."),
+    device: str = typer.Option("auto", help="Simulation device: auto | cpu | cuda."),
+    out: Optional[Path] = typer.Option(None, help="Report directory (default ./audit-RUN_ID)."),
+    resume: Optional[str] = typer.Option(None, metavar="RUN_ID", help="Continue a crashed run where it stopped."),
+    seed: int = typer.Option(0, help="Seed for the simulations."),
+    force: bool = typer.Option(False, help="Overwrite a non-empty --out directory."),
+) -> None:
+    """Audit an inquiry: ground citations, grade newer literature, simulate, and write the report."""
+    settings = Settings()
+    store = RunStore(settings.home)
+    if resume:
+        try:
+            record = store.get(resume)
+        except UnknownRun as error:
+            raise fail(str(error)) from None
+        if record.status == "finished":
+            console.print(f"run {resume} already finished; report in {record.run.out_dir}")
+            raise typer.Exit(EXIT_OK)
+    else:
+        from simulations.device import resolve_device
+
+        today = datetime.now(timezone.utc).date()
+        run_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+        config = RunConfig(
+            run_id=run_id, run_date=today,
+            inquiry_path=inquiry.resolve() if inquiry else None,
+            claims_path=claims.resolve() if claims else None,
+            source=_choice("--source", source, SOURCES),
+            arxiv_url=arxiv_url or settings.arxiv_url,
+            llm=_choice("--llm", llm, LLMS), model=model,
+            since=parse_since(since, today) if since else None,
+            sim_budget=_choice("--sim-budget", sim_budget, BUDGETS),
+            device=_choice("--device", device, DEVICES),
+            seed=seed,
+            out_dir=(out or Path(f"audit-{run_id}")).resolve(),
+        )
+        try:
+            resolve_device(config.device)
+        except ValueError as error:
+            raise fail(f"--device {device}: {error}") from None
+        try:
+            parsed = load_inquiry(config.inquiry_path) if config.inquiry_path else load_default_inquiry()
+            extra = read_claims_file(config.claims_path) if config.claims_path else []
+        except (InquiryError, ClaimsStoreError) as error:
+            raise fail(str(error)) from None
+        if not parsed.claims and not extra:
+            raise fail("the inquiry holds no claims to audit; add bulleted, dated claims")
+        _check_out_dir(config.out_dir, force)
+        record = store.create(config)
+    _execute(store, record)
+
+
+def _execute(store: RunStore, record: RunRecord) -> None:
+    from agent.graph import build_graph, open_checkpointer
+    from agent.services import services_for
+    from tools.llm import LLMError
+    from tools.sources import SourceUnreachable
+
+    config = record.run
+    console.print(f"run [bold]{config.run_id}[/bold] → {config.out_dir}")
+    try:
+        source = services_for(config).source  # fail fast on an unusable endpoint, before any stage runs
+    except LLMError as error:
+        store.finish(record, "failed", error=str(error))
+        raise fail(str(error), EXIT_UNREACHABLE) from None
+    thread = {"configurable": {"thread_id": config.run_id}}
+    with open_checkpointer(store.checkpoints) as saver:
+        graph = build_graph().compile(checkpointer=saver)
+        started = graph.get_state(thread).created_at is not None
+        resuming = started and graph.get_state(thread).next
+        payload = None if resuming else {"run": config}
+        if resuming:
+            console.print(f"resuming at: {', '.join(graph.get_state(thread).next)}")
+        t0 = time.perf_counter()
+        try:
+            with Progress(console=console, transient=True) as bar:
+                sims, noticed = None, False
+                for mode, chunk in graph.stream(payload, thread, stream_mode=["updates", "custom"], durability="sync"):
+                    if mode == "custom" and "simulation" in chunk:
+                        done, total = chunk["simulation"]
+                        sims = sims if sims is not None else bar.add_task("simulations", total=total)
+                        bar.update(sims, completed=done)
+                    elif mode == "updates":
+                        if source.notice and not noticed:  # e.g. "live arXiv unreachable", said once
+                            console.print(source.notice)
+                            noticed = True
+                        for node in chunk:
+                            if node in STAGE_LABELS:
+                                console.print(f"✓ {STAGE_LABELS[node]} [dim]({node}, {time.perf_counter() - t0:.1f}s)[/dim]")
+        except SourceUnreachable as error:
+            store.finish(record, "failed", error=str(error))
+            raise fail(f"{error}; resume with `collapse-audit run --resume {config.run_id}`", EXIT_UNREACHABLE) from None
+        except Exception as error:  # noqa: BLE001 — any stage failure: keep the checkpoint, say how to resume
+            store.finish(record, "failed", error=f"{type(error).__name__}: {error}")
+            raise fail(
+                f"stage failed: {type(error).__name__}: {error}; resume with `collapse-audit run --resume {config.run_id}`",
+                EXIT_RUN_FAILED,
+            ) from None
+        files = graph.get_state(thread).values.get("report_files", [])
+    store.finish(record, "finished", files=files)
+    console.print(f"done in {time.perf_counter() - t0:.1f}s")
+    for f in files[:3]:
+        typer.echo(f)
+
+
 # --- verify-citations -------------------------------------------------------------------------
 
 
+FORMATS = ("table", "json")
+_STATUS_STYLE = {"grounded": "green", "unverifiable": "yellow", "no_id": "yellow"}
+
+
+@app.command("verify-citations")
+def verify_citations(
+    file: str = typer.Argument(..., metavar="FILE|-", help="Text, Markdown or BibTeX to check; - reads standard input."),
+    source: str = typer.Option("auto", help="Where papers are looked up: auto (cache, snapshot, live arXiv) | snapshot | arxiv."),
+    arxiv_url: Optional[str] = typer.Option(None, help="arXiv API base URL (env ARXIV_API_URL)."),
+    format: str = typer.Option("table", "--format", help="table or json."),
+) -> None:
+    """Check every arXiv citation in a text: does it exist, is it the paper described, is the year right.
+
+    Exit 0 when every citation is grounded, 1 when any is flagged, 3 when the source was unreachable.
+    """
+    from tools.embeddings import get_embedder
+    from tools.sources import open_source
+
+    _choice("--source", source, SOURCES)
+    _choice("--format", format, FORMATS)
+    text = _read_citation_input(file)
+    settings = Settings()
+    try:
+        snapshot = Snapshot.open(settings.snapshot_index_path) if source != "arxiv" else None
+        papers = open_source(source, arxiv_url=arxiv_url or settings.arxiv_url, cache_path=settings.cache_path, snapshot=snapshot)  # type: ignore[arg-type]
+    except ValueError as error:
+        raise fail(str(error)) from None
+    checks = verify_text(text, papers, run_date=datetime.now(timezone.utc).date(), embedder=get_embedder(settings.embeddings))
+    if not checks:
+        raise fail(f"{file}: no citations found (looked for arXiv IDs and links, BibTeX eprints, author-year and dated claims)")
+    if papers.notice:
+        console.print(f"[yellow]note:[/yellow] {papers.notice}", highlight=False, soft_wrap=True)
+    summary = summarize(checks)
+    if format == "json":
+        payload = {"citations": [c.model_dump(mode="json") for c in checks], "summary": summary}
+        typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+    else:
+        _print_checks(checks, summary)
+    raise typer.Exit(_verify_exit_code(checks, papers.unreachable))
+
+
+def _read_citation_input(file: str) -> str:
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise fail(f"{file}: no such file") from None
+    except IsADirectoryError:
+        raise fail(f"{file} is a directory; give a text, Markdown or BibTeX file") from None
+    except UnicodeDecodeError:
+        raise fail(f"{file} is not UTF-8 text; give a text, Markdown or BibTeX file") from None
+    except OSError as error:
+        raise fail(f"{file}: cannot read ({error.strerror or error})") from None
+    if not text.strip():
+        raise fail(f"{file} is empty")
+    return text
+
+
+def _verify_exit_code(checks: list[CitationCheck], unreachable: bool) -> int:
+    statuses = {c.status for c in checks}
+    if unreachable and "unverifiable" in statuses:
+        return EXIT_UNREACHABLE
+    if statuses & (FLAGGED | {"unverifiable"}):
+        return EXIT_FLAGGED
+    return EXIT_OK
+
+
+def _print_checks(checks: list[CitationCheck], summary: dict) -> None:
+    out = Console(soft_wrap=True)
+    table = Table("line", "citation", "status", "paper", show_lines=True)
+    table.add_column("reason", overflow="fold", ratio=1)
+    for check in checks:
+        style = _STATUS_STYLE.get(check.status, "red")
+        paper = f"{check.paper.title} ({check.paper.published.year})" if check.paper else "—"
+        reason = check.reason + (f" → suggested {check.suggested_id}" if check.suggested_id else "")
+        table.add_row(str(check.line), check.as_written, f"[{style}]{check.status}[/{style}]", paper, reason)
+    out.print(table)
+    counts = ", ".join(f"{n} {status}" for status, n in summary.items() if status not in ("total", "coverage") and n)
+    checkable = sum(c.status not in ("no_id", "malformed") for c in checks)
+    out.print(
+        f"{summary['total']} citations: {counts}; coverage {summary['coverage']:.0%} ({checkable} of {summary['total']} carry a checkable arXiv ID)",
+        highlight=False,
+    )
+
+
 # --- claims -----------------------------------------------------------------------------------
+
+
+claims_app = typer.Typer(no_args_is_help=True, help="List, add, remove, validate and import claims.")
+app.add_typer(claims_app, name="claims")
+claims_out = Console(soft_wrap=True)
+CLAIMS_FORMATS = ("table", "json")
+DURABILITIES = ("durable", "perishable", "unassessed")
+
+
+def _claims_store() -> ClaimsStore:
+    return ClaimsStore(Settings().claims_path)
+
+
+@claims_app.command("list")
+def claims_list(
+    inquiry: Optional[Path] = typer.Option(None, help="Inquiry prompt; default: the shipped prompts/inquiry.md."),
+    format: str = typer.Option("table", "--format", help="table or json (a list of claims)."),
+) -> None:
+    """The inquiry's claims, then the user's own."""
+    if format not in CLAIMS_FORMATS:
+        raise fail(f"--format must be one of {', '.join(CLAIMS_FORMATS)}, not {format!r}")
+    try:
+        parsed = load_inquiry(inquiry) if inquiry else load_default_inquiry()
+        claims = parsed.claims + _claims_store().list_claims()
+    except (InquiryError, ClaimsStoreError) as error:
+        raise fail(str(error))
+    if format == "json":
+        print(json.dumps([claim.model_dump() for claim in claims], indent=2, ensure_ascii=False))
+        return
+    table = Table("id", "dated", "durability", "tags", "citations", show_lines=True)
+    table.add_column("claim", overflow="fold", ratio=1)
+    for claim in claims:
+        table.add_row(
+            claim.id, claim.dated or "—", claim.durability, ", ".join(claim.tags), ", ".join(claim.citations) or "—", claim.text
+        )
+    claims_out.print(table)
+
+
+@claims_app.command("add")
+def claims_add(
+    text: str = typer.Argument(..., help="The claim, e.g. 'Tail erasure persists at 10% synthetic data (2025, arXiv:2404.01413)'."),
+    date: Optional[str] = typer.Option(None, "--date", help="When it was claimed: 2024 or 2024-2025 (default: read from the text)."),
+    tag: Optional[list[str]] = typer.Option(None, "--tag", help="A tag; repeat for several (default: from the keyword vocabulary)."),
+    durability: Optional[str] = typer.Option(None, help="durable, perishable or unassessed (default)."),
+) -> None:
+    """Add a claim of your own to the store (ids U1, U2, ...)."""
+    if durability is not None and durability not in DURABILITIES:
+        raise fail(f"--durability must be one of {', '.join(DURABILITIES)}, not {durability!r}")
+    try:
+        claim = _claims_store().add(text, dated=date, tags=tag or None, durability=durability)
+    except ClaimsStoreError as error:
+        raise fail(str(error))
+    claims_out.print(f"added {claim.id}: {_describe(claim)}")
+
+
+@claims_app.command("remove")
+def claims_remove(claim_id: str = typer.Argument(..., metavar="ID", help="A user claim id, e.g. U2.")) -> None:
+    """Remove one of your claims (it is kept in the store's .removed.jsonl archive)."""
+    store = _claims_store()
+    try:
+        claim = store.remove(claim_id)
+    except ClaimsStoreError as error:
+        raise fail(str(error))
+    claims_out.print(f"removed {claim.id} (archived in {store.removed_path})")
+
+
+@claims_app.command("validate")
+def claims_validate(file: Path = typer.Argument(..., help="An inquiry prompt (.md/.txt) or a claims .jsonl/.json file.")) -> None:
+    """Check a file of claims; exit 2 when it cannot be used, 0 when it can (warnings included)."""
+    try:
+        if file.suffix.lower() in CLAIMS_FILE_SUFFIXES:
+            claims, extra = read_claims_file(file), ""
+        else:
+            parsed = load_inquiry(file)
+            claims, extra = parsed.claims, f", {len(parsed.anchors)} anchors, {len(parsed.tasks)} tasks"
+    except (InquiryError, ClaimsStoreError) as error:
+        raise fail(str(error))
+    for warning in claims_file_warnings(claims):
+        console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+    claims_out.print(f"valid: {file}: {len(claims)} claims{extra}")
+
+
+@claims_app.command("import")
+def claims_import(file: Path = typer.Argument(..., help="A claims .jsonl/.json file or an inquiry-shaped .md.")) -> None:
+    """Add every claim of a file to the store under new ids; claims already stored are skipped."""
+    store = _claims_store()
+    try:
+        added, skipped = store.import_claims(read_claims_file(file))
+    except ClaimsStoreError as error:
+        raise fail(str(error))
+    for claim in added:
+        claims_out.print(f"added {claim.id}: {_describe(claim)}")
+    for claim in skipped:
+        claims_out.print(f"skipped (already stored): {_describe(claim)}")
+    claims_out.print(f"imported {len(added)} claims, skipped {len(skipped)}, into {store.path}")
+
+
+def _describe(claim: Claim) -> str:
+    return f"{claim.text[:80]}{'…' if len(claim.text) > 80 else ''} [{claim.dated or 'undated'}; {claim.durability}]"
 
 
 # --- simulate ---------------------------------------------------------------------------------
 
 
 # --- snapshot ---------------------------------------------------------------------------------
+
+
+snapshot_app = typer.Typer(no_args_is_help=True, help="The offline literature index (packaged snapshot + Kaggle files).")
+app.add_typer(snapshot_app, name="snapshot")
+
+
+def _open_snapshot() -> Snapshot:
+    try:
+        return Snapshot.open(Settings().snapshot_index_path)
+    except ValueError as error:
+        raise fail(str(error)) from None
+
+
+@snapshot_app.command("ingest")
+def snapshot_ingest(
+    file: Path = typer.Argument(..., help='Kaggle "arXiv metadata OAI snapshot" JSON Lines file'),
+) -> None:
+    """Add or update papers from a Kaggle arXiv-metadata file (all or nothing)."""
+    if not file.is_file():
+        raise fail(f"{file}: not a file (expected a Kaggle arxiv-metadata-oai-snapshot JSON Lines file)")
+    snapshot = _open_snapshot()
+    try:
+        written = snapshot.ingest_kaggle(file)
+    except ValueError as error:
+        raise fail(f"{file}: {error}; nothing was ingested") from None
+    except OSError as error:
+        raise fail(f"{file}: cannot read ({error.strerror or error})") from None
+    console.print(
+        f"ingested {written} papers from {file}; the index at {snapshot.index_path} holds {len(snapshot)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@snapshot_app.command("stats")
+def snapshot_stats() -> None:
+    """Print the index's counts (by source, by year) and date range as JSON."""
+    stats = _open_snapshot().stats()
+    typer.echo(json.dumps(stats, indent=2))
 
 
 if __name__ == "__main__":

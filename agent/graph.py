@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -57,10 +59,14 @@ def build_graph() -> StateGraph:
     return builder
 
 
-def open_checkpointer(path: Path) -> SqliteSaver:
+@contextmanager
+def open_checkpointer(path: Path) -> Iterator[SqliteSaver]:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, check_same_thread=False)
-    return SqliteSaver(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=_STATE_MODELS))
+    try:
+        yield SqliteSaver(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=_STATE_MODELS))
+    finally:
+        conn.close()
 
 
 # For `langgraph dev` / LangGraph Studio (langgraph.json); the platform supplies its own checkpointer.

@@ -7,10 +7,10 @@ the only fixed text is sentence scaffolding around those numbers and IDs.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import date, timedelta
 
 from agent.nodes.literature import related_papers
+from agent.nodes.simulate import SimFacts, sim_facts
 from agent.models import STANCE_SCORE, Claim, ClaimAudit, Evidence, FollowUpQuestion, TaskFinding
 from agent.services import services_for
 from agent.state import AuditState, RunConfig
@@ -19,55 +19,14 @@ from agent.state import AuditState, RunConfig
 TASK_RELEVANCE = 0.45
 
 
-@dataclass(frozen=True)
-class SimFacts:
-    """The few numbers from the simulation lab's analysis that claims, tasks and questions cite."""
-
-    verdict: str
-    ratio_share: float
-    diversity_share: float
-    real_share: float
-    ratio_ci: tuple[float, float]
-    diversity_ci: tuple[float, float]
-    thresholds: dict[float, float | None]  # rho -> smallest diversity keeping tail loss under tolerance
-    tolerance: float
-    diversity_measure: str
-
-    @property
-    def ratio_dominates(self) -> bool:
-        return self.ratio_share > self.diversity_share
-
-
-def sim_facts(simulation: dict) -> SimFacts:
-    analysis = simulation["result"]["analysis"]
-    shares = analysis["variance_explained"]
-    thresholds = analysis["diversity_threshold"]
-    return SimFacts(
-        verdict=analysis["verdict"],
-        ratio_share=shares["ratio"]["share"],
-        diversity_share=shares["diversity"]["share"],
-        real_share=shares["real_amount"]["share"],
-        ratio_ci=tuple(shares["ratio"]["ci"]),
-        diversity_ci=tuple(shares["diversity"]["ci"]),
-        thresholds={float(k): v for k, v in thresholds["by_ratio"].items()},
-        tolerance=thresholds["tolerance"],
-        diversity_measure=thresholds["measure"],
-    )
-
-
-def simulation_note(claim: Claim, facts: SimFacts) -> str | None:
+def simulation_note(claim: Claim, facts: SimFacts | None) -> str | None:
     """What the simulations say about a claim, for claims whose tags they speak to."""
-    tags = set(claim.tags)
-    notes = []
-    if tags & {"ratio", "diversity"}:
-        notes.append(
-            f"across the sweep the synthetic ratio explains {facts.ratio_share:.0%} "
-            f"(95% CI {facts.ratio_ci[0]:.0%}–{facts.ratio_ci[1]:.0%}) of the variance in final tail loss and "
-            f"synthetic diversity {facts.diversity_share:.0%} ({facts.diversity_ci[0]:.0%}–{facts.diversity_ci[1]:.0%})"
-        )
-    if "tails" in tags:
-        notes.append(facts.verdict)
-    return "; ".join(notes) or None
+    if facts is None or not set(claim.tags) & {"ratio", "diversity", "tails"}:
+        return None
+    return (
+        f"across the matched-diversity sweep, shares of variance in final tail loss are {facts.share_text('ratio')}, "
+        f"{facts.share_text('diversity')}, {facts.share_text('real_amount')}"
+    )
 
 
 def synthesize(state: AuditState) -> dict:
@@ -88,23 +47,31 @@ def synthesize(state: AuditState) -> dict:
         )
     return {
         "audits": audits,
-        "tasks": [task_finding(t.id, t.text, run, audits, facts) for t in inquiry.tasks],
+        "tasks": [task_finding(t.id, t.text, run, facts) for t in inquiry.tasks],
         "follow_ups": follow_up_questions(audits, facts),
         "bottom_line": bottom_line(audits, facts),
     }
 
 
-def bottom_line(audits: list[ClaimAudit], facts: SimFacts) -> str:
+def bottom_line(audits: list[ClaimAudit], facts: SimFacts | None) -> str:
     ratio_claims = [a for a in audits if "ratio" in a.tags]
     against = sorted({e.arxiv_id for a in ratio_claims for e in a.evidence if STANCE_SCORE[e.stance] < 0})
     support = sorted({e.arxiv_id for a in ratio_claims for e in a.evidence if STANCE_SCORE[e.stance] > 0})
-    lead = "the synthetic ratio" if facts.ratio_dominates else "the diversity of the synthetic data"
     flagged = sum(c.status not in ("grounded", "unverifiable") for a in audits for c in a.citations)
+    if facts is None:
+        simulated = "The simulations did not vary ratio and diversity together, so they cannot separate the two. "
+    else:
+        drivers = {"ratio": "the synthetic ratio", "diversity": "the diversity of the synthetic data",
+                   "real_amount": "the amount of real data"}
+        lead = drivers[max(drivers, key=facts.share)]
+        simulated = (
+            f"In our simulations {lead} is the largest driver of tail loss "
+            f"({facts.share_text('ratio')}; {facts.share_text('diversity')}; {facts.share_text('real_amount')}). "
+        )
     return (
-        f"In our simulations {lead} is the larger driver of tail loss (ratio {facts.ratio_share:.0%} vs "
-        f"diversity {facts.diversity_share:.0%} of explained variance; real-data amount {facts.real_share:.0%}). "
-        f"Among newer papers retrieved for the {len(ratio_claims)} ratio-related claim(s), {len(support)} agree "
-        f"and {len(against)} disagree or qualify. {flagged} citation(s) in the inquiry could not be grounded."
+        simulated
+        + f"Among newer papers retrieved for the {len(ratio_claims)} ratio-related claim(s), {len(support)} agree "
+        f"and {len(against)} disagree or qualify. {flagged} citation(s) in the claims could not be grounded."
     )
 
 
@@ -121,7 +88,7 @@ def task_window(text: str, run_date: date) -> date | None:
     return run_date - timedelta(days=n * {"day": 1, "week": 7, "month": 30.44, "year": 365.25}[unit])
 
 
-def task_finding(task_id: str, text: str, run: RunConfig, audits: list[ClaimAudit], facts: SimFacts) -> TaskFinding:
+def task_finding(task_id: str, text: str, run: RunConfig, facts: SimFacts | None) -> TaskFinding:
     """Answer one of the inquiry's own tasks from the literature source and the simulations."""
     if _PROPOSE.search(text):
         return TaskFinding(
@@ -142,39 +109,42 @@ def task_finding(task_id: str, text: str, run: RunConfig, audits: list[ClaimAudi
             f"No paper{window} in the source reached relevance {TASK_RELEVANCE:.2f} to this task"
             + (f" (the offline snapshot's newest paper is from {newest.isoformat()})." if newest else ".")
         )
-    if "ratio" in text.lower() and _HELD_FIXED.search(text):
+    if facts is not None and "ratio" in text.lower() and _HELD_FIXED.search(text):
         parts.append(f"Our matched-diversity simulations address it directly: {facts.verdict}")
-        evidence.append("simulations.analysis.variance_explained")
+        evidence.append("simulations.analysis.primary")
     return TaskFinding(task_id=task_id, task=text, found=bool(ranked) or len(parts) > 1, summary=" ".join(parts), evidence=evidence)
 
 
-def follow_up_questions(audits: list[ClaimAudit], facts: SimFacts) -> list[FollowUpQuestion]:
-    return [_question_from_thresholds(audits, facts), _question_from_disagreement(audits)]
+def follow_up_questions(audits: list[ClaimAudit], facts: SimFacts | None) -> list[FollowUpQuestion]:
+    first = _question_from_thresholds(audits, facts) if facts else _question_from_grounding(audits)
+    return [first, _question_from_disagreement(audits)]
 
 
 def _question_from_thresholds(audits: list[ClaimAudit], facts: SimFacts) -> FollowUpQuestion:
-    reached = {rho: d for rho, d in facts.thresholds.items() if d is not None}
-    never = sorted(rho for rho, d in facts.thresholds.items() if d is None)
-    diversity_claims = [a.id for a in audits if "diversity" in a.tags]
+    reached = [t for t in facts.thresholds if t["min_diversity"] is not None]
+    missed = [t for t in facts.thresholds if t["min_diversity"] is None]
+    measure = "diversity target" if facts.diversity_control == "matched" else facts.diversity_control
     if reached:
-        top = max(reached)
+        hardest = max(reached, key=lambda t: (t["ratio"], -t["real_amount"]))
         detail = (
-            f"at synthetic ratio {top:g} the smallest {facts.diversity_measure} keeping tail loss under "
-            f"{facts.tolerance:g} was {reached[top]:.3g}"
+            f"at synthetic ratio {hardest['ratio']:g} with {hardest['real_amount']} real samples per generation, "
+            f"the least diverse synthetic data that kept tail loss under {facts.tolerance:g} had "
+            f"{measure} {hardest['min_diversity']:g}"
         )
     else:
-        detail = f"no tested {facts.diversity_measure} kept tail loss under {facts.tolerance:g} at any ratio"
-    if never:
-        detail += f"; at ratio {', '.join(f'{r:g}' for r in never)} no tested diversity did"
+        detail = f"no tested {measure} kept tail loss under {facts.tolerance:g} at any ratio"
+    if missed:
+        detail += "; none did at " + ", ".join(f"ratio {t['ratio']:g} / {t['real_amount']} real" for t in missed[:3])
     return FollowUpQuestion(
         question=(
-            f"In our simulations {detail}. Does that threshold, measured as {facts.diversity_measure} of the "
-            f"synthetic batch, transfer to neural language models trained at scale, or does the minimal diversity "
-            f"depend on model capacity?"
+            f"In our simulations {detail}. Does a threshold on that one measure of the synthetic batch keep "
+            f"predicting collapse in neural language models trained at scale, or does the minimal diversity "
+            f"depend on model capacity and the amount of real data kept?"
         ),
-        rationale="The simulations give a threshold curve for one diversity measure; whether a single measure "
-        "predicts collapse across model families is what the inquiry's 'minimal diversity' question needs.",
-        grounded_in=["simulations.analysis.diversity_threshold", *diversity_claims],
+        rationale="The simulations give a minimal-diversity threshold per ratio for one diversity measure; "
+        "whether a single measure predicts collapse across model families is what a 'minimal diversity' "
+        "answer needs.",
+        grounded_in=["simulations.analysis.thresholds", *[a.id for a in audits if "diversity" in a.tags]],
     )
 
 
@@ -197,6 +167,10 @@ def _question_from_disagreement(audits: list[ClaimAudit]) -> FollowUpQuestion:
             "part of the claim most likely to be perishable.",
             grounded_in=[audit.id, *[e.arxiv_id for e in against + support]],
         )
+    return _question_from_grounding(audits)
+
+
+def _question_from_grounding(audits: list[ClaimAudit]) -> FollowUpQuestion:
     weakest = min(audits, key=lambda a: sum(c.status == "grounded" for c in a.citations))
     return FollowUpQuestion(
         question=(
@@ -204,8 +178,7 @@ def _question_from_disagreement(audits: list[ClaimAudit]) -> FollowUpQuestion:
             f"which primary study, if any, supports it, and does {_ids(weakest.evidence[:3]) or 'newer work'} "
             f"bear it out?"
         ),
-        rationale="No retrieved paper disagrees with any claim, so the weakest point is the claim with the least "
-        "grounding.",
+        rationale="The claim with the least grounding is the weakest point of the inquiry.",
         grounded_in=[weakest.id, *[e.arxiv_id for e in weakest.evidence[:3]]],
     )
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from agent.models import Report
+from agent.nodes.simulate import sim_facts
 
 FLAGGED = {"wrong_paper", "year_mismatch", "nonexistent", "malformed", "not_found", "unverifiable", "no_id"}
 
@@ -30,7 +31,8 @@ def write_report(report: Report, out_dir: Path, figures: list[str]) -> list[Path
     context = {
         "r": report,
         "flagged": [c for c in report.citations if c.status in FLAGGED],
-        "analysis": report.simulations.get("analysis", {}),
+        "analysis": report.simulations["analysis"],
+        "facts": sim_facts({"result": report.simulations}),
         "figures": [Path(f) for f in figures],
     }
     md = out_dir / "report.md"
