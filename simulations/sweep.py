@@ -152,7 +152,13 @@ class SweepResult(BaseModel):
 
 
 def _family(name: str):
-    return importlib.import_module(FAMILY_MODULES[name])
+    """Import a family module on first use (the neural families are optional and heavier)."""
+    try:
+        return importlib.import_module(FAMILY_MODULES[name])
+    except ModuleNotFoundError as error:
+        if error.name != FAMILY_MODULES[name]:
+            raise
+        raise ValueError(f"family {name!r} is not available in this installation") from None
 
 
 def _summarise(metrics: dict[str, torch.Tensor]) -> dict[str, list[float | None]]:
