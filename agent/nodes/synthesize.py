@@ -13,6 +13,7 @@ from agent.nodes.literature import related_papers
 from agent.nodes.simulate import SimFacts, sim_facts
 from agent.models import STANCE_SCORE, Claim, ClaimAudit, Evidence, FollowUpQuestion, TaskFinding
 from agent.services import services_for
+from tools.embeddings import Embedder, cosine
 from agent.state import AuditState, RunConfig
 
 # A task or claim paper must be at least this similar to count as "found".
@@ -47,7 +48,7 @@ def synthesize(state: AuditState) -> dict:
         )
     return {
         "audits": audits,
-        "tasks": [task_finding(t.id, t.text, run, facts) for t in inquiry.tasks],
+        "tasks": [task_finding(t.id, t.text, run, inquiry.claims, facts) for t in inquiry.tasks],
         "follow_ups": follow_up_questions(audits, facts),
         "bottom_line": bottom_line(audits, facts),
     }
@@ -77,6 +78,7 @@ def bottom_line(audits: list[ClaimAudit], facts: SimFacts | None) -> str:
 
 _WINDOW = re.compile(r"last\s+(\d+)\s+(day|week|month|year)s?", re.I)
 _HELD_FIXED = re.compile(r"\b(holding|held|fixed|constant|controlling|matched)\b", re.I)
+_CONTRADICT = re.compile(r"\b(contradict\w*|refut\w*|counter-?evidence|disagree\w*)\b", re.I)
 _PROPOSE = re.compile(r"\b(propose|suggest)\b.*\bquestions?\b", re.I)
 
 
@@ -88,8 +90,12 @@ def task_window(text: str, run_date: date) -> date | None:
     return run_date - timedelta(days=n * {"day": 1, "week": 7, "month": 30.44, "year": 365.25}[unit])
 
 
-def task_finding(task_id: str, text: str, run: RunConfig, facts: SimFacts | None) -> TaskFinding:
-    """Answer one of the inquiry's own tasks from the literature source and the simulations."""
+def task_finding(task_id: str, text: str, run: RunConfig, claims: list[Claim], facts: SimFacts | None) -> TaskFinding:
+    """Answer one of the inquiry's own tasks from the literature source and the simulations.
+
+    Papers found for a task are graded against the claim the task is closest to; a task that asks
+    for contradicting work counts as answered only when a paper disagrees with that claim.
+    """
     if _PROPOSE.search(text):
         return TaskFinding(
             task_id=task_id, task=text, found=True,
@@ -98,21 +104,35 @@ def task_finding(task_id: str, text: str, run: RunConfig, facts: SimFacts | None
     services = services_for(run)
     since = task_window(text, run.run_date)
     ranked = [(p, s) for p, s in related_papers(services, text, since=since, until=run.run_date, limit=5) if s >= TASK_RELEVANCE]
-    window = f" published since {since.isoformat()}" if since else ""
-    parts, evidence = [], [p.id for p, _ in ranked]
-    if ranked:
-        listed = "; ".join(f"{p.id} ({p.published.year}) {p.title} [relevance {s:.2f}]" for p, s in ranked)
-        parts.append(f"Papers{window} that address it: {listed}.")
+    claim = _nearest_claim(text, claims, services.embedder)
+    graded = [services.analyst.assess(claim, p, s) for p, s in ranked]
+    wants_contradiction = bool(_CONTRADICT.search(text))
+    parts, evidence = [], [e.arxiv_id for e in graded]
+    if since:
+        held = sum(since <= p.published <= run.run_date for p in services.snapshot.papers())
+        parts.append(f"Window: since {since.isoformat()}; the offline snapshot holds {held} paper(s) in it.")
+    if graded:
+        listed = "; ".join(f"{e.arxiv_id} ({e.published.year}) {e.title} — {e.stance} [relevance {e.score:.2f}]" for e in graded)
+        parts.append(f"Papers that address it, graded against {claim.id}: {listed}.")
     else:
-        newest = max((p.published for p in services.snapshot.papers()), default=None)
+        parts.append(f"No paper in the source reached relevance {TASK_RELEVANCE:.2f} to this task.")
+    against = [e for e in graded if STANCE_SCORE[e.stance] < 0]
+    if wants_contradiction:
         parts.append(
-            f"No paper{window} in the source reached relevance {TASK_RELEVANCE:.2f} to this task"
-            + (f" (the offline snapshot's newest paper is from {newest.isoformat()})." if newest else ".")
+            f"{len(against)} of them qualify or contradict {claim.id}." if against
+            else f"None of them contradicts {claim.id}."
         )
+    found = bool(against) if wants_contradiction else bool(graded)
     if facts is not None and "ratio" in text.lower() and _HELD_FIXED.search(text):
         parts.append(f"Our matched-diversity simulations address it directly: {facts.verdict}")
         evidence.append("simulations.analysis.primary")
-    return TaskFinding(task_id=task_id, task=text, found=bool(ranked) or len(parts) > 1, summary=" ".join(parts), evidence=evidence)
+        found = True
+    return TaskFinding(task_id=task_id, task=text, found=found, summary=" ".join(parts), evidence=evidence)
+
+
+def _nearest_claim(text: str, claims: list[Claim], embedder: Embedder) -> Claim:
+    similarity = cosine(embedder.encode([text]), embedder.encode([c.text for c in claims]))[0]
+    return claims[int(similarity.argmax())]
 
 
 def follow_up_questions(audits: list[ClaimAudit], facts: SimFacts | None) -> list[FollowUpQuestion]:
