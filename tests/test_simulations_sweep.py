@@ -132,3 +132,20 @@ def test_variance_shares_find_the_factor_that_matters():
     y = levels[:, None, None] + 0.01 * rng.standard_normal((3, 4, 20))  # only the first factor matters
     shares = variance_shares(y, ["ratio", "diversity"], rng)
     assert shares["ratio"]["share"] > 0.99 and shares["diversity"]["share"] < 0.001
+
+
+def test_markov_family_fits_the_known_language_and_collapses_under_replace():
+    from simulations.families import markov
+
+    truth = markov.language(6, 2, 1.3, 0.2, truth_seed=3, device=torch.device("cpu"))
+    chain_step = torch.zeros(36, 36, dtype=torch.float64)
+    nxt = (torch.arange(36).unsqueeze(-1) * 6 + torch.arange(6)) % 36
+    chain_step.scatter_add_(1, nxt, truth.transitions)
+    assert torch.allclose(truth.stationary @ chain_step, truth.stationary, atol=1e-10)
+    cells = [Cell("markov", "fresh", 0.0, "temperature", 1.0, 800), Cell("markov", "replace", 1.0, "temperature", 0.7, 40),
+             Cell("markov", "fresh", 0.5, "temperature", 0.7, 40)]
+    big, replace, fresh = markov.simulate(cells, 8, 6, torch.device("cpu"), 0, vocab=6, order=2, beta=1.3)
+    assert big["kl"][:, -1].mean() < 0.02  # 800 real sequences per generation pin the truth down
+    assert replace["tail_mass_kept"][:, -1].mean() < 0.5 * fresh["tail_mass_kept"][:, -1].mean()
+    assert replace["distinct_2"][:, -1].mean() < replace["distinct_2"][:, 0].mean()
+    assert replace["entropy"][:, -1].mean() < fresh["entropy"][:, -1].mean()

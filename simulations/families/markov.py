@@ -1,0 +1,141 @@
+"""Family (b): an order-k Markov "language" over V tokens with known transitions, refit by counting.
+
+Each of the V^k states (the last k tokens) has a Zipf(beta) distribution over the next token, on a
+state-specific random order of the tokens, fixed by `truth_seed`. A data set is `real_amount` (or
+plan) sequences of `seq_len` tokens, starting from the true stationary state distribution; the
+model is the table of transition counts (states never visited fall back to uniform). Metrics are
+exact where the truth allows: entropy rate, KL(model || truth), TV and test loss are averaged over
+the true stationary state distribution; the tail is, per state, the rarest next tokens holding
+`tail_mass` of its true mass; distinct-1/2 are read off `text_sequences` sequences sampled from the
+model. accumulate_subsample redraws transitions (not whole sequences) from the pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from simulations.cells import Cell
+from simulations.diversity import apply_control
+from simulations.families.categorical import resample_counts, stack_runs
+from simulations.metrics import SMOOTHING, distinct_n, entropy, tail_types, xlogy
+from simulations.regimes import plan_tensors
+
+SUPPORTED_CONTROLS = ("temperature", "top_p", "top_k", "tail_resample", "matched")
+
+
+@dataclass(frozen=True)
+class Language:
+    transitions: torch.Tensor  # [S, V]
+    stationary: torch.Tensor  # [S]
+    tail: torch.Tensor  # [S, V] bool
+
+    @property
+    def vocab(self) -> int:
+        return self.transitions.shape[1]
+
+
+def language(vocab: int, order: int, beta: float, tail_mass: float, truth_seed: int, device: torch.device) -> Language:
+    states = vocab**order
+    gen = torch.Generator().manual_seed(truth_seed)
+    zipf = torch.arange(1, vocab + 1, dtype=torch.float64) ** -beta
+    orders = torch.stack([torch.randperm(vocab, generator=gen) for _ in range(states)])
+    transitions = (zipf / zipf.sum())[orders.argsort(-1)]
+    # Stationary distribution of the chain on states: s -> (s * V + v) mod V^k with probability P[s, v].
+    chain = torch.zeros(states, states, dtype=torch.float64)
+    nxt = (torch.arange(states).unsqueeze(-1) * vocab + torch.arange(vocab)) % states
+    chain.scatter_add_(1, nxt, transitions)
+    stationary = torch.full((states,), 1 / states, dtype=torch.float64)
+    for _ in range(2000):
+        stationary = stationary @ chain
+    tail = tail_types(transitions, tail_mass)
+    return Language(transitions.to(device), stationary.to(device), tail.to(device))
+
+
+def sample_sequences(
+    table: torch.Tensor, start: torch.Tensor, n: torch.Tensor, length: int, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """n[b] sequences per run from transition tables [B, S, V]: (transition counts [B, S*V], tokens [B, n_max, L])."""
+    batch, states, vocab = table.shape
+    n_max = max(int(n.max()), 1)
+    used = (torch.arange(n_max, device=table.device) < n.unsqueeze(-1)).to(table.dtype)
+    state = torch.multinomial(start, batch * n_max, replacement=True, generator=gen).view(batch, n_max)
+    counts = torch.zeros(batch, states * vocab, dtype=table.dtype, device=table.device)
+    tokens = []
+    for _ in range(length):
+        probs = table.gather(1, state.unsqueeze(-1).expand(-1, -1, vocab))
+        token = torch.multinomial(probs.reshape(-1, vocab), 1, generator=gen).view(batch, n_max)
+        counts.scatter_add_(1, state * vocab + token, used)
+        tokens.append(token)
+        state = (state * vocab + token) % states
+    return counts, torch.stack(tokens, dim=-1)
+
+
+def _fit(counts: torch.Tensor, states: int, vocab: int) -> torch.Tensor:
+    table = counts.view(-1, states, vocab)
+    totals = table.sum(-1, keepdim=True)
+    return torch.where(totals > 0, table / totals.clamp_min(1), torch.full_like(table, 1 / vocab))
+
+
+def _metrics(model: torch.Tensor, truth: Language, text: torch.Tensor) -> dict[str, torch.Tensor]:
+    w, p, tail = truth.stationary, truth.transitions, truth.tail
+    smoothed = (1 - SMOOTHING) * model + SMOOTHING / truth.vocab
+    weigh = lambda per_state: (per_state * w).sum(-1)  # noqa: E731
+    return {
+        "tail_mass_kept": weigh((p * tail * (model > 0)).sum(-1)) / weigh((p * tail).sum(-1)),
+        "entropy": weigh(entropy(model)),
+        "kl": weigh((xlogy(model, model) - xlogy(model, p.expand_as(model))).sum(-1)),
+        "tv": weigh(0.5 * (model - p).abs().sum(-1)),
+        "test_loss": weigh(-(p * smoothed.log()).sum(-1)),
+        "distinct_1": distinct_n(text, 1, truth.vocab),
+        "distinct_2": distinct_n(text, 2, truth.vocab),
+    }
+
+
+def simulate(
+    cells: list[Cell],
+    generations: int,
+    seeds: int,
+    device: torch.device,
+    seed: int,
+    *,
+    vocab: int = 8,
+    order: int = 1,
+    beta: float = 1.5,
+    seq_len: int = 16,
+    tail_mass: float = 0.2,
+    text_sequences: int = 8,
+    truth_seed: int = 1234,
+) -> list[dict[str, torch.Tensor]]:
+    for cell in cells:
+        if cell.diversity_control not in SUPPORTED_CONTROLS:
+            raise ValueError(f"the markov family supports diversity controls {', '.join(SUPPORTED_CONTROLS)}, not {cell.diversity_control!r}")
+    truth = language(vocab, order, beta, tail_mass, truth_seed, device)
+    states = vocab**order
+    plan = plan_tensors(cells, seeds, device)
+    controls = [c.diversity_control for c in cells for _ in range(seeds)]
+    values = torch.tensor([c.diversity for c in cells], dtype=torch.float64, device=device).repeat_interleave(seeds)
+    batch = len(cells) * seeds
+    gen = torch.Generator(device).manual_seed(seed)
+    true_table = truth.transitions.expand(batch, states, vocab).contiguous()
+    text_n = torch.full((batch,), text_sequences, device=device)
+
+    def sample(table, n):
+        return sample_sequences(table, truth.stationary, n, seq_len, gen)
+
+    per_generation = [_metrics(true_table, truth, sample(true_table, text_n)[1])]
+    real_pool = sample(true_table, plan["first_real"])[0]
+    pool = train = real_pool
+    for g in range(1, generations + 1):
+        model = _fit(train, states, vocab)
+        per_generation.append(_metrics(model, truth, sample(model, text_n)[1]))
+        if g == generations:
+            break
+        sampling = apply_control(model, controls, values, truth.stationary)
+        new = sample(sampling, plan["synthetic"])[0] + sample(true_table, plan["fresh_real"])[0]
+        keep = plan["keep_history"].unsqueeze(-1)
+        reuse = plan["reuse_real_pool"].unsqueeze(-1)
+        pool = torch.where(keep, pool + new, new) + torch.where(reuse, real_pool, torch.zeros_like(real_pool))
+        train = resample_counts(pool, plan["subsample"] * seq_len, gen)
+    return stack_runs(per_generation, len(cells), seeds)
