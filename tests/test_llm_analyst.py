@@ -8,7 +8,7 @@ import time
 from datetime import date
 
 import pytest
-from openai_server import OpenAIServer, Reply, rate_limited, reply, server_error, unauthorized
+from tests.openai_server import OpenAIServer, Reply, rate_limited, reply, server_error, unauthorized
 
 from agent.llm_analyst import LLMAnalyst, StanceReply, verbatim
 from agent.models import Claim, Evidence

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.models import Report
-from subprocess_cli import run_cli
+from tests.subprocess_cli import run_cli
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +74,9 @@ def test_resume_after_crash_skips_finished_stages(tmp_path):
         seen.append(line)
         if line.startswith("run "):
             run_id = line.split()[1]
-        if "citations grounded" in line:
-            os.kill(proc.pid, signal.SIGKILL)  # a crash in the middle of the graph, after stage 2 is saved
+        if "literature retrieved" in line:
+            # A crash inside the literature fan-out; stage 2's checkpoint was saved before it began.
+            os.kill(proc.pid, signal.SIGKILL)
             break
     proc.wait(timeout=60)
     assert run_id and proc.returncode == -signal.SIGKILL, "".join(seen)
