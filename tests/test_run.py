@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from agent.models import Report
 from tests.subprocess_cli import run_cli
@@ -105,6 +106,8 @@ def test_resume_after_crash_skips_finished_stages(tmp_path):
         (["--out", "{tmp}/afile"], "--out"),
         (["--out", "/proc/collapse-audit-test"], "--out"),
         (["--resume", "no-such-run"], "no run"),
+        (["--claims", "{tmp}/missing.jsonl"], "missing.jsonl"),
+        pytest.param(["--device", "cuda"], "cuda", marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present")),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
