@@ -90,6 +90,13 @@ def test_v4_regression_replace_linear_accumulate_bounded():
         se = err.std().item() / math.sqrt(runs)
         assert abs(err.mean().item() - predicted) <= max(3 * se, 0.02 * predicted)
     assert replace["test_loss"][:, n].mean() > 4 * accumulate["test_loss"][:, n].mean()
+    # A fresh design per block (statistics drawn as Wishart blocks): replace is still linear in n,
+    # accumulate comes out slightly below the same-design value.
+    replace, accumulate = linear_regression.simulate(cells, n, runs, CPU, 16, dim=d)
+    err = replace["test_loss"][:, n]
+    assert within(err.mean().item(), theory.regression_replace_error(1, d, t, n), err.std().item() / math.sqrt(runs))
+    err = accumulate["test_loss"][:, n]
+    assert 0.8 * theory.regression_accumulate_error(1, d, t, n) < err.mean().item() < theory.regression_accumulate_error(1, d, t, n)
 
 
 def test_v5_categorical_wright_fisher():

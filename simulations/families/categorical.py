@@ -24,14 +24,41 @@ def zipf(vocab: int, beta: float, device: torch.device) -> torch.Tensor:
 
 
 def sample_counts(probs: torch.Tensor, n: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Counts [B, V] of n[b] draws from probs[b]: one multinomial call for the whole batch."""
-    counts = torch.zeros_like(probs)
-    n_max = int(n.max())
+    """Exact multinomial counts [..., V] of n[...] draws from probs[...]: one batched program.
+
+    Large draws split the count down a binary tree over the types (a Binomial per node, log2 V
+    levels), costing O(V) per row whatever n is; small draws sample indices and histogram them,
+    costing O(n). Both are exact.
+    """
+    shape, vocab = probs.shape[:-1], probs.shape[-1]
+    probs, n = probs.reshape(-1, vocab), n.reshape(-1).to(probs.dtype)
+    n_max = int(n.max()) if n.numel() else 0
     if n_max == 0:
-        return counts
-    draws = torch.multinomial(probs, n_max, replacement=True, generator=gen)
-    used = torch.arange(n_max, device=probs.device) < n.unsqueeze(-1)
-    return counts.scatter_add_(1, draws, used.to(probs.dtype))
+        counts = torch.zeros_like(probs)
+    elif n_max > 2 * vocab:
+        counts = _binomial_tree(probs, n, gen)
+    else:
+        draws = torch.multinomial(probs, n_max, replacement=True, generator=gen)
+        used = torch.arange(n_max, device=probs.device) < n.unsqueeze(-1)
+        counts = torch.zeros_like(probs).scatter_add_(1, draws, used.to(probs.dtype))
+    return counts.reshape(*shape, vocab)
+
+
+def _binomial_tree(probs: torch.Tensor, n: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    rows, vocab = probs.shape
+    width = 1 << max(vocab - 1, 1).bit_length()
+    leaves = torch.nn.functional.pad(probs, (0, width - vocab))
+    levels = [leaves]
+    while levels[-1].shape[-1] > 2:
+        levels.append(levels[-1].view(rows, -1, 2).sum(-1))
+    counts = n.unsqueeze(-1)
+    for level in reversed(levels):
+        pairs = level.view(rows, -1, 2)
+        parent = pairs.sum(-1)
+        left_share = torch.where(parent > 0, pairs[..., 0] / parent.clamp_min(torch.finfo(parent.dtype).tiny), 0.0)
+        left = torch.binomial(counts, left_share.clamp(0, 1), generator=gen)
+        counts = torch.stack([left, counts - left], dim=-1).view(rows, -1)
+    return counts[:, :vocab]
 
 
 def resample_counts(pool: torch.Tensor, n: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -2,7 +2,8 @@
 unbiased covariance estimator (validation V1-V3, V8).
 
 A run's training set is kept as sufficient statistics (count, sum, sum of outer products), which
-are additive, so accumulate and fixed-pool regimes are exact; accumulate_subsample keeps the points
+are additive, so accumulate and fixed-pool regimes are exact; plain Gaussian draws are generated
+directly as statistics (see `_block`); accumulate_subsample keeps the points
 and draws its fixed-size training set from them with replacement.
 Diversity controls act on the standardised draws z of x = mu + Sigma^(1/2) z: temperature scales z,
 top_p truncates each coordinate to its central mass p, tail_resample redraws a share lambda of the
@@ -22,6 +23,7 @@ from simulations.metrics import knn_precision_recall_coverage
 from simulations.regimes import plan_tensors
 
 SUPPORTED_CONTROLS = ("temperature", "top_p", "tail_resample", "matched")
+POINTWISE_CONTROLS = ("top_p", "tail_resample")
 ESTIMATORS = ("mle", "unbiased")
 
 
@@ -79,7 +81,6 @@ def _draw(
     n_max = max(int(n.max()), 1)
     u = torch.rand(batch, n_max, dim, generator=gen, device=mu.device, dtype=torch.float64)
     u = u.clamp(1e-300, 1 - 1e-16)
-    scale = torch.ones(batch, dtype=torch.float64, device=mu.device)
     rows = {c: torch.tensor([r == c for r in controls], device=mu.device) for c in set(controls)}
     if "top_p" in rows:
         central = values[:, None, None]
@@ -91,18 +92,26 @@ def _draw(
         v = 2 * lower * u
         tail_u = torch.where(v < lower, v, 1 - (v - lower))
         u = torch.where(redraw, tail_u, u)
-    if "temperature" in rows:
-        scale = torch.where(rows["temperature"], values, scale)
-    if "matched" in rows:
-        # Differential entropy of N(mu, tau^2 Sigma): 0.5 ln det(2 pi e Sigma) + d ln tau.
-        logdet = 2 * torch.linalg.eigvalsh(root).clamp_min(1e-300).log().sum(-1)
-        current = 0.5 * (dim * math.log(2 * math.pi * math.e) + logdet)
-        tau = ((values - current) / dim).exp()
-        scale = torch.where(rows["matched"], tau, scale)
+    scale = _scale(root, controls, values)
     z = _std_normal_icdf(u) * scale[:, None, None]
     x = mu.unsqueeze(1) + z @ root.transpose(-1, -2)
     used = torch.arange(n_max, device=mu.device) < n.unsqueeze(-1)
     return x, used
+
+
+def _scale(root: torch.Tensor, controls: list[str], values: torch.Tensor) -> torch.Tensor:
+    """Per-row factor on the standard deviation: tau for temperature, the solved tau for matched."""
+    dim = root.shape[-1]
+    scale = torch.ones(root.shape[0], dtype=root.dtype, device=root.device)
+    temperature = torch.tensor([c == "temperature" for c in controls], device=root.device)
+    scale = torch.where(temperature, values, scale)
+    matched = torch.tensor([c == "matched" for c in controls], device=root.device)
+    if matched.any():
+        # Differential entropy of N(mu, tau^2 Sigma): 0.5 ln det(2 pi e Sigma) + d ln tau.
+        logdet = 2 * torch.linalg.eigvalsh(root).clamp_min(1e-300).log().sum(-1)
+        current = 0.5 * (dim * math.log(2 * math.pi * math.e) + logdet)
+        scale = torch.where(matched, ((values - current) / dim).exp(), scale)
+    return scale
 
 
 def _metrics(mu: torch.Tensor, cov: torch.Tensor, tail_z: float) -> dict[str, torch.Tensor]:
@@ -155,51 +164,102 @@ def simulate(
     identity = torch.eye(dim, dtype=torch.float64, device=device).expand(batch, dim, dim).contiguous()
     plain = ["temperature"] * batch
     ones = torch.ones(batch, dtype=torch.float64, device=device)
+    sub_mask = plan["subsample"] > 0
+    pointwise = torch.tensor([c in POINTWISE_CONTROLS for c in controls], device=device)
 
-    def sample(mu, root, n, ctrl=plain, val=ones):
-        return _draw(mu, root, n, ctrl, val, tail_z, gen)
+    def block(mu, root, n, ctrl=plain, val=ones, explicit=sub_mask):
+        return _block(mu, root, n, ctrl, val, explicit, tail_z, gen)
 
     def with_knn(metrics, mu, root):
         if knn_samples > 0:
             n = torch.full((batch,), knn_samples, device=device)
-            real, _ = sample(zeros, identity, n)
-            fake, _ = sample(mu, root, n)
+            real, _ = _draw(zeros, identity, n, plain, ones, tail_z, gen)
+            fake, _ = _draw(mu, root, n, plain, ones, tail_z, gen)
             metrics.update(knn_precision_recall_coverage(real, fake))
         return metrics
 
     per_generation = [with_knn(_metrics(zeros, identity, tail_z), zeros, identity)]
-    real_points = sample(zeros, identity, plan["first_real"])
-    real_pool = _Stats.of(*real_points)
+    real_pool, real_points = block(zeros, identity, plan["first_real"])
     pool, train = real_pool, real_pool
     # accumulate_subsample needs the points themselves; only its rows keep them, packed in order.
-    sub_rows = (plan["subsample"] > 0).nonzero().squeeze(-1)
+    sub_rows = sub_mask.nonzero().squeeze(-1)
     capacity = int((plan["first_real"] + (generations - 1) * (plan["synthetic"] + plan["fresh_real"]))[sub_rows].max()) if len(sub_rows) else 0
     packed = torch.zeros(len(sub_rows), capacity + 1, dim, dtype=torch.float64, device=device)
-    filled = torch.zeros(len(sub_rows), dtype=torch.long, device=device)
-    filled = _append(packed, filled, real_points, sub_rows)
+    filled = _append(packed, torch.zeros(len(sub_rows), dtype=torch.long, device=device), real_points, sub_rows)
     for g in range(1, generations + 1):
         mu, cov = train.fit(estimator)
         root = _sqrtm(cov)
         per_generation.append(with_knn(_metrics(mu, cov, tail_z), mu, root))
         if g == generations:
             break
-        synthetic = sample(mu, root, plan["synthetic"], controls, values)
-        fresh = sample(zeros, identity, plan["fresh_real"])
-        new = _Stats.of(*synthetic) + _Stats.of(*fresh)
+        synthetic, synthetic_points = block(mu, root, plan["synthetic"], controls, values, sub_mask | pointwise)
+        fresh, fresh_points = block(zeros, identity, plan["fresh_real"])
+        new = synthetic + fresh
         pool = (pool + new).where(plan["keep_history"], new)
         pool = (pool + real_pool).where(plan["reuse_real_pool"], pool)
         train = pool
         if len(sub_rows):
-            filled = _append(packed, _append(packed, filled, synthetic, sub_rows), fresh, sub_rows)
+            filled = _append(packed, _append(packed, filled, synthetic_points, sub_rows), fresh_points, sub_rows)
             chosen = _subsample(packed, filled, plan["subsample"][sub_rows], gen)
             train = _Stats(pool.count.clone(), pool.total.clone(), pool.outer.clone())
             train.count[sub_rows], train.total[sub_rows], train.outer[sub_rows] = chosen.count, chosen.total, chosen.outer
     return stack_runs(per_generation, len(cells), seeds)
 
 
-def _append(packed: torch.Tensor, filled: torch.Tensor, block: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
-    """Write the used points of block (x, used) for `rows` after each row's filled prefix."""
-    x, used = block[0][rows], block[1][rows]
+def _block(
+    mu: torch.Tensor,
+    root: torch.Tensor,
+    n: torch.Tensor,
+    controls: list[str],
+    values: torch.Tensor,
+    explicit: torch.Tensor,
+    tail_z: float,
+    gen: torch.Generator,
+) -> tuple[_Stats, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Statistics of n[b] draws per row, and the points of the `explicit` rows as (x, used, rows).
+
+    Rows whose draws are plain (possibly rescaled) Gaussians get exact statistics without points:
+    the sample mean is N(mu, Sigma / n) and the scatter Wishart(n - 1, Sigma), independent
+    (Bartlett decomposition), O(d^2) per row whatever n is. Truncated or tail-resampled draws,
+    points the regime keeps, and too-small samples (1 <= n <= d) are drawn point by point.
+    """
+    batch, dim = mu.shape
+    explicit = explicit | ((n >= 1) & (n <= dim))
+    scale = _scale(root, controls, values)
+    stats = _wishart_stats(mu, root * scale[:, None, None], n, gen)
+    rows = explicit.nonzero().squeeze(-1)
+    if not len(rows):
+        empty = torch.zeros(0, 1, dim, dtype=mu.dtype, device=mu.device)
+        return stats, (empty, torch.zeros(0, 1, dtype=torch.bool, device=mu.device), rows)
+    x, used = _draw(mu[rows], root[rows], n[rows], [controls[i] for i in rows.tolist()], values[rows], tail_z, gen)
+    drawn = _Stats.of(x, used)
+    stats.count[rows], stats.total[rows], stats.outer[rows] = drawn.count, drawn.total, drawn.outer
+    return stats, (x, used, rows)
+
+
+def _wishart_stats(mu: torch.Tensor, root: torch.Tensor, n: torch.Tensor, gen: torch.Generator) -> _Stats:
+    batch, dim = mu.shape
+    count = n.to(mu.dtype)
+    dof = (count.unsqueeze(-1) - 1 - torch.arange(dim, device=mu.device)).clamp_min(0)
+    # torch._standard_gamma is the sampler behind torch.distributions.Gamma; it takes our generator.
+    chi2 = 2 * torch._standard_gamma((dof / 2).clamp_min(1e-3), generator=gen) * (dof > 0)
+    a = torch.randn(batch, dim, dim, generator=gen, device=mu.device, dtype=mu.dtype).tril(-1) * (count > dim)[:, None, None]
+    a = a + torch.diag_embed(chi2.sqrt())
+    la = root @ a
+    scatter = la @ la.transpose(1, 2)
+    z = torch.randn(batch, dim, 1, generator=gen, device=mu.device, dtype=mu.dtype)
+    mean = mu + (root @ z).squeeze(-1) / count.clamp_min(1).sqrt().unsqueeze(-1)
+    mean = mean * (count > 0).unsqueeze(-1)
+    return _Stats(count, count.unsqueeze(-1) * mean, scatter + count[:, None, None] * mean.unsqueeze(-1) * mean.unsqueeze(-2))
+
+
+def _append(packed: torch.Tensor, filled: torch.Tensor, block: tuple[torch.Tensor, ...], rows: torch.Tensor) -> torch.Tensor:
+    """Write the used points of block (x, used, block_rows) for `rows` after each row's filled prefix."""
+    if not len(rows):
+        return filled
+    x, used, block_rows = block
+    position = torch.searchsorted(block_rows, rows)
+    x, used = x[position], used[position]
     slot = filled.unsqueeze(-1) + used.cumsum(-1) - 1
     slot = torch.where(used, slot, torch.full_like(slot, packed.shape[1] - 1))  # the last slot is scratch
     packed.scatter_(1, slot.unsqueeze(-1).expand_as(x), x)

@@ -18,7 +18,7 @@ import torch
 
 from simulations.cells import Cell
 from simulations.diversity import apply_control
-from simulations.families.categorical import resample_counts, stack_runs
+from simulations.families.categorical import resample_counts, sample_counts, stack_runs
 from simulations.metrics import SMOOTHING, distinct_n, entropy, tail_types, xlogy
 from simulations.regimes import plan_tensors
 
@@ -53,23 +53,37 @@ def language(vocab: int, order: int, beta: float, tail_mass: float, truth_seed: 
     return Language(transitions.to(device), stationary.to(device), tail.to(device))
 
 
-def sample_sequences(
+def sample_transition_counts(
     table: torch.Tensor, start: torch.Tensor, n: torch.Tensor, length: int, gen: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """n[b] sequences per run from transition tables [B, S, V]: (transition counts [B, S*V], tokens [B, n_max, L])."""
+) -> torch.Tensor:
+    """Transition counts [B, S*V] of n[b] sequences of `length` tokens from tables [B, S, V].
+
+    Sequences are exchangeable, so only the number of them in each state matters: at every step
+    the state occupancy splits multinomially over next tokens and flows to the next states. Exact,
+    and the cost does not grow with the number of sequences.
+    """
     batch, states, vocab = table.shape
-    n_max = max(int(n.max()), 1)
-    used = (torch.arange(n_max, device=table.device) < n.unsqueeze(-1)).to(table.dtype)
-    state = torch.multinomial(start, batch * n_max, replacement=True, generator=gen).view(batch, n_max)
-    counts = torch.zeros(batch, states * vocab, dtype=table.dtype, device=table.device)
+    nxt = ((torch.arange(states, device=table.device).unsqueeze(-1) * vocab + torch.arange(vocab, device=table.device)) % states)
+    occupancy = sample_counts(start.expand(batch, states), n, gen)
+    total = torch.zeros_like(table)
+    for _ in range(length):
+        moves = sample_counts(table, occupancy, gen)
+        total += moves
+        occupancy = torch.zeros_like(occupancy).scatter_add_(1, nxt.reshape(1, -1).expand(batch, -1), moves.reshape(batch, -1))
+    return total.reshape(batch, states * vocab)
+
+
+def sample_text(table: torch.Tensor, start: torch.Tensor, sequences: int, length: int, gen: torch.Generator) -> torch.Tensor:
+    """Token sequences [B, sequences, length] from tables [B, S, V] (for distinct-n)."""
+    batch, states, vocab = table.shape
+    state = torch.multinomial(start, batch * sequences, replacement=True, generator=gen).view(batch, sequences)
     tokens = []
     for _ in range(length):
         probs = table.gather(1, state.unsqueeze(-1).expand(-1, -1, vocab))
-        token = torch.multinomial(probs.reshape(-1, vocab), 1, generator=gen).view(batch, n_max)
-        counts.scatter_add_(1, state * vocab + token, used)
+        token = torch.multinomial(probs.reshape(-1, vocab), 1, generator=gen).view(batch, sequences)
         tokens.append(token)
         state = (state * vocab + token) % states
-    return counts, torch.stack(tokens, dim=-1)
+    return torch.stack(tokens, dim=-1)
 
 
 def _fit(counts: torch.Tensor, states: int, vocab: int) -> torch.Tensor:
@@ -119,21 +133,23 @@ def simulate(
     batch = len(cells) * seeds
     gen = torch.Generator(device).manual_seed(seed)
     true_table = truth.transitions.expand(batch, states, vocab).contiguous()
-    text_n = torch.full((batch,), text_sequences, device=device)
 
     def sample(table, n):
-        return sample_sequences(table, truth.stationary, n, seq_len, gen)
+        return sample_transition_counts(table, truth.stationary, n, seq_len, gen)
 
-    per_generation = [_metrics(true_table, truth, sample(true_table, text_n)[1])]
-    real_pool = sample(true_table, plan["first_real"])[0]
+    def text(table):
+        return sample_text(table, truth.stationary, text_sequences, seq_len, gen)
+
+    per_generation = [_metrics(true_table, truth, text(true_table))]
+    real_pool = sample(true_table, plan["first_real"])
     pool = train = real_pool
     for g in range(1, generations + 1):
         model = _fit(train, states, vocab)
-        per_generation.append(_metrics(model, truth, sample(model, text_n)[1]))
+        per_generation.append(_metrics(model, truth, text(model)))
         if g == generations:
             break
         sampling = apply_control(model, controls, values, truth.stationary)
-        new = sample(sampling, plan["synthetic"])[0] + sample(true_table, plan["fresh_real"])[0]
+        new = sample(sampling, plan["synthetic"]) + sample(true_table, plan["fresh_real"])
         keep = plan["keep_history"].unsqueeze(-1)
         reuse = plan["reuse_real_pool"].unsqueeze(-1)
         pool = torch.where(keep, pool + new, new) + torch.where(reuse, real_pool, torch.zeros_like(real_pool))
