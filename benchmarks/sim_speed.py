@@ -1,10 +1,10 @@
 """Vectorised sweep vs a straightforward per-run loop, same grid, one process (families a-d).
 
 The loop is how public recursive-training scripts (e.g. Collapse-or-Thrive) are written: for each
-cell, for each seed, for each generation, sample one run's data with torch, refit, and record the
-metric of interest. Families a, c and d get such a plain reference loop; family b (Markov) is
-looped by calling the lab's own code one run at a time. The vectorised side computes all of its
-metrics every generation, so the comparison, if anything, favours the loop.
+cell, for each seed, for each generation, sample one run's data with torch, refit, and log the
+metrics. Families a, c and d get such a plain reference loop that computes the same metrics with the
+lab's own metric functions on one run at a time (regression logs its one metric); family b (Markov)
+is looped by calling the lab's own code one run at a time.
 
     python benchmarks/sim_speed.py [--seeds 64] [--generations 10]
 """
@@ -18,6 +18,8 @@ import torch
 
 from simulations.cells import Cell
 from simulations.families import categorical, gaussian, linear_regression, markov
+from simulations.families.gaussian import _metrics as gaussian_metrics
+from simulations.metrics import categorical_metrics, miller_madow, tail_types
 from simulations.regimes import data_plan
 
 REGIMES = (("replace", 1.0), ("fresh", 0.5), ("fresh", 0.9), ("accumulate", 0.5), ("accumulate", 1.0))
@@ -32,7 +34,7 @@ def _mix(plan, pool_prev, new, first):
     return pool + first if plan.reuse_real_pool else pool
 
 
-def categorical_loop(cell: Cell, generations: int, gen: torch.Generator, vocab=1000, beta=1.1) -> list[float]:
+def categorical_loop(cell: Cell, generations: int, gen: torch.Generator, vocab=1000, beta=1.1) -> list[dict]:
     truth = torch.arange(1, vocab + 1, dtype=torch.float64) ** -beta
     truth /= truth.sum()
     plan = data_plan(cell)
@@ -42,30 +44,34 @@ def categorical_loop(cell: Cell, generations: int, gen: torch.Generator, vocab=1
             return torch.zeros(vocab, dtype=torch.float64)
         return torch.bincount(torch.multinomial(p, n, replacement=True, generator=gen), minlength=vocab).double()
 
+    tail = tail_types(truth, 0.2)
     first = counts(truth, plan.first_real)
     pool = train = first
-    kept = []
+    history = []
     for g in range(1, generations + 1):
         model = train / train.sum()
-        kept.append(float((truth * (model > 0)).sum()))
+        metrics = categorical_metrics(model.unsqueeze(0), truth, tail)
+        synthetic = counts(model, plan.synthetic)
+        metrics["synthetic_entropy"] = miller_madow(synthetic.unsqueeze(0))
+        history.append(metrics)
         if g < generations:
-            pool = _mix(plan, pool, counts(model, plan.synthetic) + counts(truth, plan.fresh_real), first)
+            pool = _mix(plan, pool, synthetic + counts(truth, plan.fresh_real), first)
             train = pool
-    return kept
+    return history
 
 
-def gaussian_loop(cell: Cell, generations: int, gen: torch.Generator) -> list[float]:
+def gaussian_loop(cell: Cell, generations: int, gen: torch.Generator) -> list[dict]:
     plan = data_plan(cell)
     data = torch.randn(plan.first_real, generator=gen, dtype=torch.float64)
-    variances = []
+    history = []
     for g in range(1, generations + 1):
         mu, var = data.mean(), data.var(unbiased=False)
-        variances.append(float(var))
+        history.append(gaussian_metrics(mu.reshape(1, 1), var.reshape(1, 1, 1), 2.0))
         if g < generations:
             synthetic = mu + var.sqrt() * torch.randn(plan.synthetic, generator=gen, dtype=torch.float64)
             new = torch.cat([synthetic, torch.randn(plan.fresh_real, generator=gen, dtype=torch.float64)])
             data = torch.cat([data, new]) if plan.keep_history else new
-    return variances
+    return history
 
 
 def regression_loop(cell: Cell, generations: int, gen: torch.Generator, dim=10) -> list[float]:
