@@ -91,8 +91,8 @@ class SweepConfig(BaseModel):
         """The central design (categorical Zipf family, matched entropy) at three sizes.
 
         tiny: a few seconds on 2 CPU cores (tests of the whole pipeline); small: well under a
-        minute (the default of `collapse-audit run`); full: a finer grid, more seeds, fixed total
-        size as well as fixed real count, and the Gaussian family, for a GPU or a patient user.
+        minute (the default of `collapse-audit run`); full: a finer grid, every regime, more seeds,
+        fixed total size as well as fixed real count, for a GPU or a patient user.
         """
         h = float(entropy(zipf(1000, 1.1, torch.device("cpu"))))  # the truth's entropy (nats)
         if name == "tiny":
@@ -102,18 +102,18 @@ class SweepConfig(BaseModel):
             return cls(ratios=[0.25, 0.5, 0.75, 0.9], diversity=[round(f * h, 3) for f in (0.6, 0.8, 1.0)],
                        real_amounts=[100, 300, 1000], generations=10, seeds=8, seed=seed, device=device)
         if name == "full":
-            return cls(families=["categorical", "gaussian"],
-                       regimes=["replace", "fresh", "accumulate", "fixed_real", "accumulate_subsample"],
+            return cls(regimes=["replace", "fresh", "accumulate", "fixed_real", "accumulate_subsample"],
                        ratios=[0.1, 0.25, 0.5, 0.75, 0.9, 0.95], diversity=[round(f * h, 3) for f in (0.5, 0.65, 0.8, 0.9, 1.0, 1.1)],
                        real_amounts=[100, 300, 1000, 3000], holds=["real", "total"], generations=20, seeds=32,
-                       seed=seed, device=device,
-                       family_params={"gaussian": {"estimator": "unbiased"}})
+                       seed=seed, device=device)
         raise ValueError(f"unknown budget {name!r}: use tiny, small or full")
 
     def cells(self) -> list[tuple[Cell, Hold]]:
         """The grid in a fixed order; replace runs at ratio 1 only, fixed_real and hold 'total' need rho < 1."""
         grid: list[tuple[Cell, Hold]] = []
         for family, regime, hold in ((f, r, h) for f in self.families for r in self.regimes for h in self.holds):
+            if regime == "replace" and hold != self.holds[0]:
+                continue  # replace has no real data after generation 1: what is held makes no difference
             ratios = [1.0] if regime == "replace" else sorted(set(self.ratios))
             for ratio, diversity, amount in ((r, d, a) for r in ratios for d in self.diversity for a in self.real_amounts):
                 if (regime == "fixed_real" or hold == "total") and ratio >= 1.0 and regime != "replace":
