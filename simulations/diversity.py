@@ -109,6 +109,10 @@ def apply_control(
     out = p.clone()
     for control in sorted(set(controls)):
         rows = torch.tensor([c == control for c in controls], device=p.device)
+        if control == "temperature":
+            rows &= values != 1.0  # tau = 1 is plain sampling
+        if not rows.any():
+            continue
         sub, val = p[rows], values[rows]
         if control == "temperature":
             out[rows] = temperature(sub, val)

@@ -40,25 +40,30 @@ def categorical_metrics(model: torch.Tensor, truth: torch.Tensor, tail: torch.Te
     support = model > 0
     truth_b = truth.expand_as(model)
     tail_total = (truth * tail).sum()
+    model_log_model = model * torch.where(support, model, torch.ones_like(model)).log()  # one log, 0 log 0 = 0
     smoothed = (1 - SMOOTHING) * model + SMOOTHING / model.shape[-1]
     return {
         "tail_mass_kept": (truth_b * (support & tail)).sum(-1) / tail_total,
         "mass_kept": (truth_b * support).sum(-1),
         "types_kept": support.sum(-1).to(model.dtype),
-        "entropy": entropy(model),
+        "entropy": -model_log_model.sum(-1),
         "gini_simpson": 1 - (model**2).sum(-1),
-        "kl": (xlogy(model, model) - xlogy(model, truth_b)).sum(-1),
+        "kl": model_log_model.sum(-1) - model @ truth.log(),
         "tv": 0.5 * (model - truth_b).abs().sum(-1),
-        "test_loss": -(truth_b * smoothed.log()).sum(-1),
+        "test_loss": -(smoothed.log() @ truth),
     }
 
 
-def miller_madow(counts: torch.Tensor) -> torch.Tensor:
-    """Entropy estimate (nats) from counts [B, V]: plug-in + (observed types - 1) / (2 n)."""
-    n = counts.sum(-1)
-    p = counts / n.clamp_min(1).unsqueeze(-1)
+def plug_in_and_miller_madow(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entropy estimates (nats) from counts [B, V]: plug-in, and plug-in + (observed types - 1) / (2 n)."""
+    n = counts.sum(-1).clamp_min(1)
+    plug_in = entropy(counts / n.unsqueeze(-1))
     observed = (counts > 0).sum(-1).to(counts.dtype)
-    return entropy(p) + (observed - 1) / (2 * n.clamp_min(1))
+    return plug_in, plug_in + (observed - 1) / (2 * n)
+
+
+def miller_madow(counts: torch.Tensor) -> torch.Tensor:
+    return plug_in_and_miller_madow(counts)[1]
 
 
 def distinct_n(tokens: torch.Tensor, n: int, vocab: int) -> torch.Tensor:

@@ -12,7 +12,7 @@ import torch
 
 from simulations.cells import Cell
 from simulations.diversity import apply_control, dedup_counts
-from simulations.metrics import categorical_metrics, entropy, miller_madow, tail_types
+from simulations.metrics import categorical_metrics, entropy, plug_in_and_miller_madow, tail_types
 from simulations.regimes import plan_tensors
 
 
@@ -26,21 +26,23 @@ def zipf(vocab: int, beta: float, device: torch.device) -> torch.Tensor:
 def sample_counts(probs: torch.Tensor, n: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """Exact multinomial counts [..., V] of n[...] draws from probs[...]: one batched program.
 
-    Large draws split the count down a binary tree over the types (a Binomial per node, log2 V
-    levels), costing O(V) per row whatever n is; small draws sample indices and histogram them,
-    costing O(n). Both are exact.
+    Rows with large n split the count down a binary tree over the types (a Binomial per node,
+    log2 V levels), costing O(V) whatever n is; rows with small n sample indices and histogram
+    them, costing O(n). Both are exact.
     """
     shape, vocab = probs.shape[:-1], probs.shape[-1]
     probs, n = probs.reshape(-1, vocab), n.reshape(-1).to(probs.dtype)
-    n_max = int(n.max()) if n.numel() else 0
-    if n_max == 0:
-        counts = torch.zeros_like(probs)
-    elif n_max > 2 * vocab:
-        counts = _binomial_tree(probs, n, gen)
-    else:
-        draws = torch.multinomial(probs, n_max, replacement=True, generator=gen)
-        used = torch.arange(n_max, device=probs.device) < n.unsqueeze(-1)
-        counts = torch.zeros_like(probs).scatter_add_(1, draws, used.to(probs.dtype))
+    counts = torch.zeros_like(probs)
+    large = n > 2 * vocab
+    if large.any():
+        counts[large] = _binomial_tree(probs[large], n[large], gen)
+    small = ~large & (n > 0)
+    if small.any():
+        n_small = n[small]
+        n_max = int(n_small.max())
+        draws = torch.multinomial(probs[small], n_max, replacement=True, generator=gen)
+        used = torch.arange(n_max, device=probs.device) < n_small.unsqueeze(-1)
+        counts[small] = torch.zeros_like(probs[small]).scatter_add_(1, draws, used.to(probs.dtype))
     return counts.reshape(*shape, vocab)
 
 
@@ -52,9 +54,9 @@ def _binomial_tree(probs: torch.Tensor, n: torch.Tensor, gen: torch.Generator) -
     while levels[-1].shape[-1] > 2:
         levels.append(levels[-1].view(rows, -1, 2).sum(-1))
     counts = n.unsqueeze(-1)
-    for level in reversed(levels):
-        pairs = level.view(rows, -1, 2)
-        parent = pairs.sum(-1)
+    for depth in reversed(range(len(levels))):
+        pairs = levels[depth].view(rows, -1, 2)
+        parent = levels[depth + 1] if depth + 1 < len(levels) else pairs.sum(-1)
         left_share = torch.where(parent > 0, pairs[..., 0] / parent.clamp_min(torch.finfo(parent.dtype).tiny), 0.0)
         left = torch.binomial(counts, left_share.clamp(0, 1), generator=gen)
         counts = torch.stack([left, counts - left], dim=-1).view(rows, -1)
@@ -104,9 +106,9 @@ def simulate(
         # so its diversity is reported for every fitted model).
         sampling = apply_control(model, controls, values)
         synthetic = dedup_counts(sample_counts(sampling, plan["synthetic"], gen), controls, values)
-        batch_entropy = miller_madow(synthetic)
+        plug_in, batch_entropy = plug_in_and_miller_madow(synthetic)
         metrics["synthetic_entropy"] = torch.where(no_synthetic, torch.nan, batch_entropy)
-        plug_in = entropy(synthetic / synthetic.sum(-1, keepdim=True).clamp_min(1))
+        # Vendi score with the exact-match kernel = exp(plug-in entropy) of the batch.
         metrics["vendi"] = torch.where(no_synthetic, torch.nan, plug_in.exp())
         per_generation.append(metrics)
         if g == generations:
