@@ -114,6 +114,16 @@ def test_bibtex_entries() -> None:
     assert (third.arxiv_id, third.stated_year) == (None, 2022)
 
 
+def test_prose_around_a_bibtex_entry_is_read_too() -> None:
+    text = (
+        "Tails vanish first (arXiv:2305.17493).\n"
+        "@article{vendi, eprint={2210.02410}, archivePrefix={arXiv},\n  title={The Vendi Score}, year={2022}}\n"
+        "Accumulation bounds the error (Gerstgrasser et al., 2024, arXiv:2404.01413).\n"
+    )
+    found = [(c.line, c.arxiv_id) for c in extract_citations(text)]
+    assert found == [(1, "2305.17493"), (2, "2210.02410"), (4, "2404.01413")]
+
+
 def test_default_inquiry_citations() -> None:
     citations = extract_citations(INQUIRY.read_text(encoding="utf-8"))
     with_ids = [(c.arxiv_id, c.stated_year) for c in citations if c.arxiv_id]

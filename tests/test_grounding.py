@@ -76,6 +76,11 @@ def test_wrong_paper_names_the_paper_meant(offline) -> None:
     assert "2102.01454" in result.reason and result.paper.id == "2210.02410"
 
 
+def test_short_title_before_the_colon_points_to_the_paper_meant(offline) -> None:
+    result = check("@article{v, title={The Vendi Score}, eprint={2102.01454}, archivePrefix={arXiv}, year={2022}}", offline)
+    assert (result.status, result.suggested_id) == ("wrong_paper", "2210.02410")
+
+
 def test_same_authors_other_paper(offline) -> None:
     # the sentence names Gerstgrasser et al.'s accumulation result; 2410.04840 is Dohmatob et al.'s "Strong Model Collapse"
     result = check("Gerstgrasser et al. (2024) show that accumulating real and synthetic data avoids collapse (arXiv:2410.04840).", offline)

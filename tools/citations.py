@@ -210,15 +210,15 @@ def extract_citations(text: str) -> list[Citation]:
     Markdown link's text and target, count once); a sentence with a dated parenthesis or an
     author-year citation but no identifier is one `no_id` citation.
     """
-    if _BIB_ENTRY.search(text):
-        bib = _extract_bibtex(text)
-        if bib:
-            return bib
-    citations: list[Citation] = []
+    citations, spans = _extract_bibtex(text)
+    # Prose around BibTeX entries (a draft with a bibliography pasted in) is read too; blanking the
+    # entries keeps every line number where it was.
+    for start, end in spans:
+        text = text[:start] + re.sub(r"[^\n]", " ", text[start:end]) + text[end:]
     for line_number, line in enumerate(text.splitlines(), start=1):
         for sentence in split_sentences(_MARKUP.sub("", line)):
             citations.extend(_sentence_citations(sentence, line_number))
-    return citations
+    return sorted(citations, key=lambda c: c.line)
 
 
 def split_sentences(text: str) -> list[str]:
@@ -420,10 +420,12 @@ def _description(sentence: str, mentions: list[_Mention]) -> str:
 # --- BibTeX --------------------------------------------------------------------------------------
 
 
-def _extract_bibtex(text: str) -> list[Citation]:
-    citations = []
+def _extract_bibtex(text: str) -> tuple[list[Citation], list[tuple[int, int]]]:
+    """Citations from BibTeX entries, and the (start, end) span of every entry."""
+    citations, spans = [], []
     for entry in _BIB_ENTRY.finditer(text):
         body, end = _braced_body(text, entry.end())
+        spans.append((entry.start(), end))
         fields = _bib_fields(body)
         line = text.count("\n", 0, entry.start()) + 1
         title = _bib_text(fields.get("title", "")) or None
@@ -451,7 +453,7 @@ def _extract_bibtex(text: str) -> list[Citation]:
             )
         elif year is not None:
             citations.append(Citation(as_written=entry["key"] or context[:40], arxiv_id=None, **common))
-    return citations
+    return citations, spans
 
 
 def _braced_body(text: str, start: int) -> tuple[str, int]:

@@ -291,11 +291,15 @@ def _author_share(named: list[str], authors: list[str]) -> float:
 
 
 def _title_similarity(claimed: str, title: str) -> float:
-    a, b = _words(claimed), _words(title)
-    if not a or not b:
-        return 0.0
-    overlap = len(set(a) & set(b)) / len(set(a) | set(b))
-    return max(overlap, SequenceMatcher(None, " ".join(a), " ".join(b)).ratio())
+    """Similarity to the full title, or to its main part before a colon (the short form people cite)."""
+    a = _words(claimed)
+    best = 0.0
+    for form in {title, title.split(":")[0]}:
+        b = _words(form)
+        if a and b:
+            overlap = len(set(a) & set(b)) / len(set(a) | set(b))
+            best = max(best, overlap, SequenceMatcher(None, " ".join(a), " ".join(b)).ratio())
+    return best
 
 
 def _title_echo(title: str, sentence: str) -> tuple[int, float]:
