@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import math
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -149,7 +148,6 @@ class SweepResult(BaseModel):
     config: SweepConfig
     cells: list[CellResult]
     analysis: dict[str, Any]
-    wall_seconds: float = 0.0
 
 
 def _family(name: str):
@@ -186,7 +184,6 @@ def run_sweep(
         return SweepResult.model_validate_json(cache_file.read_text())
     device = resolve_device(cfg.device)
     grid = cfg.cells()
-    started = time.perf_counter()
     results: list[CellResult] = []
     analysed: list[dict[str, Any]] = []
     batches: dict[tuple[str, str], list[tuple[Cell, Hold]]] = {}
@@ -209,7 +206,7 @@ def run_sweep(
         if progress:
             progress(done, len(grid))
     analysis = analyse(analysed, cfg.tail_tolerance, cfg.seed) if analysed else {"verdict": "No family in this sweep reports tail mass."}
-    result = SweepResult(config=cfg, cells=results, analysis=analysis, wall_seconds=time.perf_counter() - started)
+    result = SweepResult(config=cfg, cells=results, analysis=analysis)
     if cache_file:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         cache_file.write_text(result.model_dump_json())
