@@ -403,6 +403,104 @@ def _describe(claim: Claim) -> str:
 
 
 # --- simulate ---------------------------------------------------------------------------------
+def _numbers(text: Optional[str], kind: type, option: str) -> Optional[list]:
+    if text is None:
+        return None
+    try:
+        return [kind(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise fail(f"{option} takes comma-separated numbers, got {text!r}") from None
+
+
+@app.command()
+def simulate(
+    family: Optional[list[str]] = typer.Option(None, help="Model family (repeatable): categorical, markov, gaussian, linear_regression, neural_lm, vae_digits."),
+    regime: Optional[list[str]] = typer.Option(None, help="Regime (repeatable): replace, fresh, accumulate, fixed_real, accumulate_subsample."),
+    ratios: Optional[str] = typer.Option(None, help="Synthetic ratios rho in [0, 1], comma-separated."),
+    diversity: Optional[str] = typer.Option(None, help="Diversity values, comma-separated (matched: target entropy in nats)."),
+    diversity_control: Optional[str] = typer.Option(None, help="temperature | top_p | top_k | dedup | tail_resample | matched."),
+    real_amounts: Optional[str] = typer.Option(None, help="Real samples per generation, comma-separated."),
+    hold: str = typer.Option("real", help="What stays fixed as rho varies: real (real count) | total (samples per generation)."),
+    samples: Optional[int] = typer.Option(None, help="Samples per generation M (same as --real-amounts M --hold total)."),
+    estimator: Optional[str] = typer.Option(None, help="Gaussian variance estimator: mle | unbiased."),
+    generations: Optional[int] = typer.Option(None, help="Generations after the truth."),
+    seeds: Optional[int] = typer.Option(None, help="Independent runs per cell."),
+    budget: str = typer.Option("small", help="Starting grid: tiny | small | full (options above override it)."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    seed: int = typer.Option(0, help="Random seed."),
+    out: Optional[Path] = typer.Option(None, help="Write result.json and figures/*.png here."),
+    force: bool = typer.Option(False, help="Write into a non-empty --out directory."),
+    format: str = typer.Option("table", "--format", help="table | json (the result JSON on stdout)."),
+) -> None:
+    """Run a recursive-training sweep: ratio vs diversity vs real-data amount."""
+    from pydantic import ValidationError
+
+    from simulations.device import resolve_device
+    from simulations.plots import write_figures
+    from simulations.sweep import SweepConfig, run_sweep
+
+    if format not in ("table", "json"):
+        raise fail(f"unknown format {format!r}: use table or json")
+    if budget not in ("tiny", "small", "full"):
+        raise fail(f"unknown budget {budget!r}: use tiny, small or full")
+    try:
+        resolve_device(device)
+    except ValueError as error:
+        raise fail(str(error)) from None
+    if out is not None and out.exists() and any(out.iterdir()) and not force:
+        raise fail(f"{out} is not empty: choose another --out or pass --force")
+    base = SweepConfig.budget(budget, seed=seed, device=device).model_dump()  # type: ignore[arg-type]
+    overrides = {
+        "families": family, "regimes": regime, "ratios": _numbers(ratios, float, "--ratios"),
+        "diversity": _numbers(diversity, float, "--diversity"), "diversity_control": diversity_control,
+        "real_amounts": _numbers(real_amounts, int, "--real-amounts"), "generations": generations, "seeds": seeds,
+    }
+    base.update({k: v for k, v in overrides.items() if v})
+    base["holds"] = [hold]
+    if samples is not None:
+        base["real_amounts"], base["holds"] = [samples], ["total"]
+    if diversity_control is None and set(base["families"]) != {"categorical"}:
+        # The budgets' matched-entropy targets are in the categorical family's nats.
+        base["diversity_control"] = "temperature"
+        base["diversity"] = _numbers(diversity, float, "--diversity") or [1.0]
+    if estimator is not None:
+        if estimator not in ("mle", "unbiased"):
+            raise fail(f"unknown estimator {estimator!r}: use mle or unbiased")
+        base["family_params"] = {**base["family_params"], "gaussian": {"estimator": estimator}}
+    try:
+        cfg = SweepConfig.model_validate(base)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise fail(f"{'.'.join(str(p) for p in first['loc']) or 'config'}: {first['msg'].removeprefix('Value error, ')}") from None
+    started = time.perf_counter()
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("simulating", total=len(cfg.cells()))
+        try:
+            result = run_sweep(cfg, cache_dir=Settings().home / "sim-cache",
+                               progress=lambda done, total: bar.update(task, completed=done, total=total))
+        except ValueError as error:
+            raise fail(str(error)) from None
+    payload = result.model_dump(mode="json")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "result.json").write_text(json.dumps(payload, indent=2))
+        write_figures(result, out / "figures")
+    if format == "json":
+        sys.stdout.write(json.dumps(payload) + "\n")
+        return
+    table = Table(title=f"{len(result.cells)} cells, {cfg.generations} generations, {cfg.seeds} seeds")
+    for column in ("family", "regime", "ratio", "diversity", "real", "tail kept (last)", "kl (last)"):
+        table.add_column(column)
+    for cell in result.cells:
+        last = lambda name: "-" if name not in cell.metrics or cell.metrics[name][-1] is None else f"{cell.metrics[name][-1]:.3f}"  # noqa: E731
+        table.add_row(cell.family, cell.regime, f"{cell.ratio:g}", f"{cell.diversity:g}", str(cell.real_amount),
+                      last("tail_mass_kept"), last("kl"))
+    Console().print(table)
+    Console().print(result.analysis.get("verdict", ""))
+    Console().print(f"{time.perf_counter() - started:.1f} s (results cached by config hash under {Settings().home / 'sim-cache'})")
+    if out is not None:
+        Console().print(f"wrote {out / 'result.json'} and {out / 'figures'}")
+
 
 
 # --- snapshot ---------------------------------------------------------------------------------
