@@ -52,13 +52,16 @@ def _curves(result: SweepResult, path: Path) -> Path | None:
     cells = [c for c in result.cells if "tail_mass_kept" in c.metrics]
     if not cells:
         return None
+    hold = result.analysis.get("primary", {}).get("hold", cells[0].hold)
+    cells = [c for c in cells if c.hold == hold or c.regime == "replace"]
     regimes = list(dict.fromkeys(c.regime for c in cells))
     diversities = sorted({c.diversity for c in cells})
     middle = diversities[len(diversities) // 2]
-    amount = min(c.real_amount for c in cells if c.hold == "real") if any(c.hold == "real" for c in cells) else None
+    amount = min(c.real_amount if hold == "real" else c.samples for c in cells)
+    size = (lambda c: c.real_amount) if hold == "real" else (lambda c: c.samples)  # noqa: E731
     fig, axes = plt.subplots(1, len(regimes), figsize=(4 * len(regimes), 3.6), sharey=True, squeeze=False)
     for ax, regime in zip(axes[0], regimes):
-        shown = [c for c in cells if c.regime == regime and c.diversity == middle and (amount is None or c.real_amount == amount)]
+        shown = [c for c in cells if c.regime == regime and c.diversity == middle and size(c) == amount]
         for c in sorted(shown, key=lambda c: c.ratio):
             mean, se = np.array(c.metrics["tail_mass_kept"], float), np.array(c.metrics["tail_mass_kept_se"], float)
             g = np.arange(len(mean))
@@ -68,7 +71,8 @@ def _curves(result: SweepResult, path: Path) -> Path | None:
         ax.set_xlabel("generation (0 = truth)")
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("tail mass kept")
-    fig.suptitle(f"diversity {middle:g}" + (f", {amount} real samples" if amount else ""), fontsize=9)
+    what = "real samples per generation" if hold == "real" else "samples per generation"
+    fig.suptitle(f"diversity {middle:g}, {amount} {what}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -80,12 +84,18 @@ def _threshold_curve(result: SweepResult, path: Path) -> Path | None:
     if not thresholds:
         return None
     rows = thresholds["per_ratio"]
+    key = "real_amount" if "real_amount" in rows[0] else "samples"
     fig, ax = plt.subplots(figsize=(5, 3.8))
-    for amount in sorted({r["real_amount"] for r in rows}):
-        points = [(r["ratio"], r["min_diversity"]) for r in rows if r["real_amount"] == amount]
+    for amount in sorted({r[key] for r in rows}):
+        points = [(r["ratio"], r["min_diversity"]) for r in rows if r[key] == amount]
         xs = [x for x, y in points]
         ys = [np.nan if y is None else y for x, y in points]
-        ax.plot(xs, ys, marker="o", label=f"{amount} real")
+        ax.plot(xs, ys, marker="o", label=f"{amount} {'real' if key == 'real_amount' else 'per generation'}")
+    tested = sorted(result.config.diversity)
+    for value, name in ((tested[0], "least tested"), (tested[-1], "most tested")):
+        ax.axhline(value, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(name, (ax.get_xlim()[0], value), fontsize=7, color="grey", va="bottom")
+    ax.set_ylim(tested[0] - 0.05 * (tested[-1] - tested[0] or 1), tested[-1] + 0.05 * (tested[-1] - tested[0] or 1))
     ax.set_xlabel("synthetic ratio rho")
     ax.set_ylabel(f"least diversity ({thresholds['diversity_control']})")
     ax.set_title(f"Least diversity keeping tail loss <= {thresholds['tolerance']:g}\n(gaps: no tested value suffices)", fontsize=9)
