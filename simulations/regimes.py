@@ -56,6 +56,8 @@ def data_plan(cell: Cell) -> DataPlan:
     m = samples_per_generation(cell)
     synthetic = round(cell.ratio * m)
     if cell.regime == "replace":
+        if cell.ratio != 1.0:
+            raise ValueError("replace trains on synthetic data only, so its ratio is 1: use fresh for a mix")
         return DataPlan(cell.real_amount, 0, m, False, False, 0)
     if cell.regime == "fixed_real":
         if cell.ratio >= 1.0:

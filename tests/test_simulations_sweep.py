@@ -149,3 +149,28 @@ def test_markov_family_fits_the_known_language_and_collapses_under_replace():
     assert replace["tail_mass_kept"][:, -1].mean() < 0.5 * fresh["tail_mass_kept"][:, -1].mean()
     assert replace["distinct_2"][:, -1].mean() < replace["distinct_2"][:, 0].mean()
     assert replace["entropy"][:, -1].mean() < fresh["entropy"][:, -1].mean()
+
+
+@pytest.mark.parametrize(
+    "cell, message",
+    [(Cell("categorical", "replace", 0.5, "temperature", 1.0, 100), "ratio is 1"),
+     (Cell("categorical", "fixed_real", 1.0, "temperature", 1.0, 100), "ratio < 1"),
+     (Cell("categorical", "fresh", 1.2, "temperature", 1.0, 100), "outside"),
+     (Cell("categorical", "fresh", 0.5, "temperature", 1.0, 1), "too small")],
+)
+def test_impossible_cells_are_refused(cell, message):
+    with pytest.raises(ValueError, match=message):
+        categorical.simulate([cell], 2, 2, torch.device("cpu"), 0)
+
+
+def test_regimes_build_the_documented_training_sets():
+    from simulations.regimes import data_plan
+
+    assert data_plan(Cell("c", "fresh", 0.75, "temperature", 1.0, 100)) == data_plan(
+        Cell("c", "fresh", 0.75, "temperature", 1.0, 100, samples=400))
+    plan = data_plan(Cell("c", "fresh", 0.75, "temperature", 1.0, 100))
+    assert (plan.first_real, plan.fresh_real, plan.synthetic) == (100, 100, 300)
+    plan = data_plan(Cell("c", "fixed_real", 0.5, "temperature", 1.0, 100))
+    assert (plan.synthetic, plan.reuse_real_pool, plan.keep_history) == (100, True, False)
+    plan = data_plan(Cell("c", "accumulate_subsample", 1.0, "temperature", 1.0, 100))
+    assert (plan.synthetic, plan.fresh_real, plan.keep_history, plan.subsample) == (100, 0, True, 100)
