@@ -48,7 +48,7 @@ def simulate(
     w_true = torch.zeros(batch, dim, dtype=torch.float64, device=device)
     w_true[:, 0] = 1.0  # the error depends on w* only through ||w*||, not its direction
     n_max = int(torch.stack([plan["first_real"], plan["synthetic"], plan["fresh_real"]]).max())
-    fixed_x = _design(batch, n_max, dim, gen, device)
+    fixed_x = _design(batch, n_max, dim, gen, device) if reuse_design else None
 
     def block(w: torch.Tensor, n: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not reuse_design and bool(((n == 0) | (n >= dim)).all()):
