@@ -174,3 +174,17 @@ def test_regimes_build_the_documented_training_sets():
     assert (plan.synthetic, plan.reuse_real_pool, plan.keep_history) == (100, True, False)
     plan = data_plan(Cell("c", "accumulate_subsample", 1.0, "temperature", 1.0, 100))
     assert (plan.synthetic, plan.fresh_real, plan.keep_history, plan.subsample) == (100, 0, True, 100)
+
+
+def test_knn_metrics_and_vendi_see_a_collapsed_sample():
+    from simulations.metrics import knn_precision_recall_coverage, vendi
+
+    gen = torch.Generator().manual_seed(0)
+    real = torch.randn(2, 300, 2, generator=gen, dtype=torch.float64)
+    fake = torch.randn(2, 300, 2, generator=gen, dtype=torch.float64)
+    fake[1] *= 0.1  # collapsed onto the mode
+    scores = knn_precision_recall_coverage(real, fake)
+    assert scores["recall"][0] > 0.9 and scores["coverage"][0] > 0.9
+    assert scores["recall"][1] < 0.3 and scores["coverage"][1] < 0.3 and scores["precision"][1] > 0.9
+    assert vendi(torch.eye(5, dtype=torch.float64).unsqueeze(0)).item() == pytest.approx(5.0)
+    assert vendi(torch.ones(1, 5, 5, dtype=torch.float64)).item() == pytest.approx(1.0)

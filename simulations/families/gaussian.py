@@ -19,7 +19,7 @@ import torch
 
 from simulations.cells import Cell
 from simulations.families.categorical import stack_runs
-from simulations.metrics import knn_precision_recall_coverage
+from simulations.metrics import knn_precision_recall_coverage, vendi
 from simulations.regimes import plan_tensors
 
 SUPPORTED_CONTROLS = ("temperature", "top_p", "tail_resample", "matched")
@@ -176,6 +176,8 @@ def simulate(
             real, _ = _draw(zeros, identity, n, plain, ones, tail_z, gen)
             fake, _ = _draw(mu, root, n, plain, ones, tail_z, gen)
             metrics.update(knn_precision_recall_coverage(real, fake))
+            # Vendi score of the model's samples under an RBF kernel of unit bandwidth.
+            metrics["vendi"] = vendi(torch.exp(-0.5 * torch.cdist(fake, fake) ** 2))
         return metrics
 
     per_generation = [with_knn(_metrics(zeros, identity, tail_z), zeros, identity)]
