@@ -14,8 +14,9 @@ Read in this order:
 - families/       one model family per file; each `simulate(cells, generations, seeds, device,
                   seed, **params)` runs all cells x seeds as one batched tensor program and returns,
                   per cell, metric -> [seeds, generations + 1] (entry 0: the truth).
-                  categorical (Zipf unigram), gaussian (d-D, MLE or unbiased), linear_regression
-                  (OLS), markov (order-k chain), neural_lm and vae_digits (neural; optional).
+                  categorical (Zipf unigram), markov (order-k chain), gaussian (d-D, MLE or
+                  unbiased), gaussian_mixture (imbalanced 1-D mixture, EM), linear_regression
+                  (OLS), neural_lm and vae_digits (neural; optional).
 - theory.py       closed-form predictions (validation targets V1-V9) the tests compare against.
 - sweep.py        `SweepConfig` (with `budget("tiny"|"small"|"full")`), `run_sweep` -> `SweepResult`
                   (JSON: {"config", "cells", "analysis"}), cached by config hash.

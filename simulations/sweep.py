@@ -36,6 +36,7 @@ FAMILY_MODULES = {
     "categorical": "simulations.families.categorical",
     "markov": "simulations.families.markov",
     "gaussian": "simulations.families.gaussian",
+    "gaussian_mixture": "simulations.families.gaussian_mixture",
     "linear_regression": "simulations.families.linear_regression",
     "neural_lm": "simulations.families.neural_lm",
     "vae_digits": "simulations.families.vae_digits",

@@ -188,3 +188,17 @@ def test_knn_metrics_and_vendi_see_a_collapsed_sample():
     assert scores["recall"][1] < 0.3 and scores["coverage"][1] < 0.3 and scores["precision"][1] > 0.9
     assert vendi(torch.eye(5, dtype=torch.float64).unsqueeze(0)).item() == pytest.approx(5.0)
     assert vendi(torch.ones(1, 5, 5, dtype=torch.float64)).item() == pytest.approx(1.0)
+
+
+def test_gaussian_mixture_loses_its_rare_component_under_replace():
+    from simulations.families import gaussian_mixture
+
+    cells = [Cell("gaussian_mixture", "replace", 1.0, "temperature", 1.0, 100),
+             Cell("gaussian_mixture", "fresh", 0.5, "temperature", 1.0, 100)]
+    replace, fresh = gaussian_mixture.simulate(cells, 10, 32, torch.device("cpu"), 0)
+    assert replace["tail_mass_kept"][:, 0].eq(1).all()
+    assert replace["tail_mass_kept"][:, -1].median() < 0.6 < 0.75 < fresh["tail_mass_kept"][:, -1].median()
+    assert replace["test_loss"][:, -1].median() > fresh["test_loss"][:, -1].median()
+    (big,) = gaussian_mixture.simulate([Cell("gaussian_mixture", "fresh", 0.0, "temperature", 1.0, 4000)], 1, 8,
+                                       torch.device("cpu"), 1)
+    assert big["rare_weight"][:, 1].mean().item() == pytest.approx(0.05, abs=0.01)
