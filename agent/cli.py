@@ -420,7 +420,7 @@ def simulate(
     diversity: Optional[str] = typer.Option(None, help="Diversity values, comma-separated (matched: target entropy in nats)."),
     diversity_control: Optional[str] = typer.Option(None, help="temperature | top_p | top_k | dedup | tail_resample | matched."),
     real_amounts: Optional[str] = typer.Option(None, help="Real samples per generation, comma-separated."),
-    hold: str = typer.Option("real", help="What stays fixed as rho varies: real (real count) | total (samples per generation)."),
+    hold: Optional[str] = typer.Option(None, help="What stays fixed as rho varies: real (real count) | total (samples per generation); default: the budget's."),
     samples: Optional[int] = typer.Option(None, help="Samples per generation M (same as --real-amounts M --hold total)."),
     estimator: Optional[str] = typer.Option(None, help="Gaussian variance estimator: mle | unbiased."),
     generations: Optional[int] = typer.Option(None, help="Generations after the truth."),
@@ -456,7 +456,8 @@ def simulate(
         "real_amounts": _numbers(real_amounts, int, "--real-amounts"), "generations": generations, "seeds": seeds,
     }
     base.update({k: v for k, v in overrides.items() if v})
-    base["holds"] = [hold]
+    if hold is not None:
+        base["holds"] = [hold]
     if samples is not None:
         base["real_amounts"], base["holds"] = [samples], ["total"]
     if diversity_control is None and set(base["families"]) != {"categorical"}:
@@ -476,7 +477,7 @@ def simulate(
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("simulating", total=len(cfg.cells()))
         try:
-            result = run_sweep(cfg, cache_dir=Settings().home / "sim-cache",
+            result = run_sweep(cfg, cache_dir=Settings().sim_cache_dir,
                                progress=lambda done, total: bar.update(task, completed=done, total=total))
         except ValueError as error:
             raise fail(str(error)) from None
@@ -497,7 +498,7 @@ def simulate(
                       last("tail_mass_kept"), last("kl"))
     Console().print(table)
     Console().print(result.analysis.get("verdict", ""))
-    Console().print(f"{time.perf_counter() - started:.1f} s (results cached by config hash under {Settings().home / 'sim-cache'})")
+    Console().print(f"{time.perf_counter() - started:.1f} s (results cached by config hash under {Settings().sim_cache_dir})")
     if out is not None:
         Console().print(f"wrote {out / 'result.json'} and {out / 'figures'}")
 
