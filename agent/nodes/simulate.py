@@ -37,14 +37,20 @@ def run_simulations(state: AuditState) -> dict:
 
 @dataclass(frozen=True)
 class SimFacts:
-    """The numbers from the simulation lab's analysis that claims, tasks and questions cite:
-    read from its primary block, the part of the grid where ratio and diversity both vary."""
+    """The numbers from the simulation lab that claims, tasks, questions and the bottom line cite.
+
+    Shares and the ratio effect come from the lab's primary block (the part of the grid where ratio
+    and diversity both vary); collapse counts and thresholds come from every cell and group.
+    """
 
     verdict: str
+    regime: str  # the primary block's regime
     shares: dict[str, dict]  # factor -> {"share", "ci"}: share of variance in final tail loss
-    thresholds: list[dict]  # {"ratio", "real_amount", "min_diversity"}: least diversity within tolerance
+    ratio_effect: dict  # low_level, high_level, tail_loss_at_low, tail_loss_at_high
     tolerance: float
     diversity_control: str
+    thresholds: list[dict]  # every group's rows, each with its "regime" and "data" (amount per generation) added
+    final_loss: list[tuple[str, float, float]]  # (regime, ratio, mean final tail loss) per cell
 
     def share(self, factor: str) -> float:
         return self.shares.get(factor, {}).get("share", 0.0)
@@ -55,18 +61,37 @@ class SimFacts:
         lo, hi = self.shares[factor]["ci"]
         return f"{factor.replace('_', ' ')} {self.share(factor):.0%} (95% CI {lo:.0%}–{hi:.0%})"
 
+    def collapsed(self, regimes: set[str] | None = None) -> tuple[int, int]:
+        """(cells whose mean final tail loss exceeds the tolerance, cells) among `regimes` (all: None)."""
+        cells = [loss for regime, _, loss in self.final_loss if regimes is None or regime in regimes]
+        return sum(loss > self.tolerance for loss in cells), len(cells)
 
-def sim_facts(simulation: dict) -> SimFacts | None:
+
+def sim_facts(analysis: dict, cells: list[dict]) -> SimFacts | None:
     """None when no block of the grid varies both ratio and diversity (nothing to separate)."""
-    analysis = simulation["result"]["analysis"]
     primary = analysis.get("primary")
     if primary is None:
         return None
     group = next(g for g in analysis["groups"] if all(g[k] == v for k, v in primary.items()))
+    final_loss = []
+    for cell in cells:
+        kept = cell["metrics"]["tail_mass_kept"]
+        if kept[1] is not None and kept[-1] is not None:  # entry 1: fit on real data only
+            final_loss.append((cell["regime"], cell["ratio"], kept[1] - kept[-1]))
     return SimFacts(
         verdict=analysis["verdict"],
+        regime=primary["regime"],
         shares=group["variance_shares"],
-        thresholds=analysis["thresholds"]["per_ratio"],
+        ratio_effect=analysis["effect_of_ratio"],
         tolerance=analysis["thresholds"]["tolerance"],
         diversity_control=primary["diversity_control"],
+        thresholds=[
+            {**t, "regime": g["regime"], "data": _amount(t)} for g in analysis["groups"] for t in g.get("thresholds", [])
+        ],
+        final_loss=final_loss,
     )
+
+
+def _amount(row: dict) -> str:
+    """A threshold row holds either the real count (fixed-real blocks) or the training size (fixed-total)."""
+    return f"{row['real_amount']} real samples" if "real_amount" in row else f"{row['samples']} samples in all"

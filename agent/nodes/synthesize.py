@@ -33,7 +33,8 @@ def simulation_note(claim: Claim, facts: SimFacts | None) -> str | None:
 def synthesize(state: AuditState) -> dict:
     run, inquiry = state["run"], state["inquiry"]
     services = services_for(run)
-    facts = sim_facts(state["simulation"])
+    result = state["simulation"]["result"]
+    facts = sim_facts(result["analysis"], result["cells"])
     audits = []
     for claim in inquiry.claims:
         citations = state["citations"].get(claim.id, [])
@@ -59,20 +60,35 @@ def bottom_line(audits: list[ClaimAudit], facts: SimFacts | None) -> str:
     against = sorted({e.arxiv_id for a in ratio_claims for e in a.evidence if STANCE_SCORE[e.stance] < 0})
     support = sorted({e.arxiv_id for a in ratio_claims for e in a.evidence if STANCE_SCORE[e.stance] > 0})
     flagged = sum(c.status not in ("grounded", "unverifiable") for a in audits for c in a.citations)
-    if facts is None:
-        simulated = "The simulations did not vary ratio and diversity together, so they cannot separate the two. "
-    else:
-        drivers = {"ratio": "the synthetic ratio", "diversity": "the diversity of the synthetic data",
-                   "real_amount": "the amount of real data"}
-        lead = drivers[max(drivers, key=facts.share)]
-        simulated = (
-            f"In our simulations {lead} is the largest driver of tail loss "
-            f"({facts.share_text('ratio')}; {facts.share_text('diversity')}; {facts.share_text('real_amount')}). "
-        )
-    return (
-        simulated
-        + f"Among newer papers retrieved for the {len(ratio_claims)} ratio-related claim(s), {len(support)} agree "
+    literature = (
+        f"Among newer papers retrieved for the {len(ratio_claims)} ratio-related claim(s), {len(support)} agree "
         f"and {len(against)} disagree or qualify. {flagged} citation(s) in the claims could not be grounded."
+    )
+    if facts is None:
+        return "The simulations did not vary ratio and diversity together, so they cannot separate the two. " + literature
+    return f"{simulated_collapse(facts)} {literature}"
+
+
+def simulated_collapse(facts: SimFacts) -> str:
+    """Where the simulations collapsed, and how much the ratio moved tail loss where real data stayed."""
+    collapsed, total = facts.collapsed()
+    mixing = {regime for regime, ratio, _ in facts.final_loss if ratio < 1}
+    mixed_collapsed, mixed_total = facts.collapsed(mixing)
+    pure = {regime for regime, ratio, _ in facts.final_loss if ratio >= 1}
+    max_ratio = max((ratio for regime, ratio, _ in facts.final_loss if regime in mixing), default=0.0)
+    effect = facts.ratio_effect
+    change = effect["tail_loss_at_high"] - effect["tail_loss_at_low"]
+    direction = "raised" if change > 0 else "lowered"
+    return (
+        f"In our simulations tail loss exceeded {facts.tolerance:g} of the true tail mass in {collapsed} of {total} "
+        f"conditions; with real data in every generation ({', '.join(sorted(mixing)) or 'no such regime'}), "
+        f"{mixed_collapsed} of {mixed_total} did, at synthetic ratios up to {max_ratio:g}"
+        + (f", while purely synthetic training ({', '.join(sorted(pure))}) collapsed in "
+           f"{facts.collapsed(pure)[0]} of {facts.collapsed(pure)[1]}" if pure else "")
+        + f". At matched diversity in the {facts.regime} regime, raising the ratio from {effect['low_level']:g} to "
+        f"{effect['high_level']:g} {direction} final tail loss by {abs(change):.3f} "
+        f"({facts.share_text('ratio')} of its variance; {facts.share_text('diversity')}; "
+        f"{facts.share_text('real_amount')})."
     )
 
 
@@ -141,30 +157,32 @@ def follow_up_questions(audits: list[ClaimAudit], facts: SimFacts | None) -> lis
 
 
 def _question_from_thresholds(audits: list[ClaimAudit], facts: SimFacts) -> FollowUpQuestion:
-    reached = [t for t in facts.thresholds if t["min_diversity"] is not None]
-    missed = [t for t in facts.thresholds if t["min_diversity"] is None]
+    """Built on the hardest threshold the grid found: where the most diversity was needed, or none sufficed."""
     measure = "diversity target" if facts.diversity_control == "matched" else facts.diversity_control
-    if reached:
-        hardest = max(reached, key=lambda t: (t["ratio"], -t["real_amount"]))
+    missed = [t for t in facts.thresholds if t["min_diversity"] is None]
+    reached = [t for t in facts.thresholds if t["min_diversity"] is not None]
+    if missed:
+        t = missed[0]
         detail = (
-            f"at synthetic ratio {hardest['ratio']:g} with {hardest['real_amount']} real samples per generation, "
-            f"the least diverse synthetic data that kept tail loss under {facts.tolerance:g} had "
-            f"{measure} {hardest['min_diversity']:g}"
+            f"in the {t['regime']} regime with {t['data']} per generation, no tested {measure} kept tail loss "
+            f"under {facts.tolerance:g} at synthetic ratio {t['ratio']:g}"
         )
     else:
-        detail = f"no tested {measure} kept tail loss under {facts.tolerance:g} at any ratio"
-    if missed:
-        detail += "; none did at " + ", ".join(f"ratio {t['ratio']:g} / {t['real_amount']} real" for t in missed[:3])
+        t = max(reached, key=lambda t: (t["min_diversity"], t["ratio"]))
+        detail = (
+            f"the most demanding condition ({t['regime']} regime, ratio {t['ratio']:g}, {t['data']} per generation) "
+            f"needed {measure} {t['min_diversity']:g} to keep tail loss under {facts.tolerance:g}"
+        )
     return FollowUpQuestion(
         question=(
             f"In our simulations {detail}. Does a threshold on that one measure of the synthetic batch keep "
             f"predicting collapse in neural language models trained at scale, or does the minimal diversity "
             f"depend on model capacity and the amount of real data kept?"
         ),
-        rationale="The simulations give a minimal-diversity threshold per ratio for one diversity measure; "
-        "whether a single measure predicts collapse across model families is what a 'minimal diversity' "
-        "answer needs.",
-        grounded_in=["simulations.analysis.thresholds", *[a.id for a in audits if "diversity" in a.tags]],
+        rationale="The simulations give a minimal-diversity threshold per ratio and regime for one diversity "
+        "measure; whether a single measure predicts collapse across model families is what a 'minimal "
+        "diversity' answer needs.",
+        grounded_in=["simulations.analysis.groups[].thresholds", *[a.id for a in audits if "diversity" in a.tags]],
     )
 
 

@@ -32,7 +32,7 @@ def write_report(report: Report, out_dir: Path, figures: list[str]) -> list[Path
         "r": report,
         "flagged": [c for c in report.citations if c.status in FLAGGED],
         "analysis": report.simulations["analysis"],
-        "facts": sim_facts({"result": report.simulations}),
+        "facts": sim_facts(report.simulations["analysis"], report.simulations["experiments"]),
         "figures": [Path(f) for f in figures],
     }
     md = out_dir / "report.md"
