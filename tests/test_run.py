@@ -40,6 +40,20 @@ def test_run_writes_every_report_format(audit):
     assert "citations grounded" in result.stderr and "report written" in result.stderr
 
 
+def test_markdown_tables_are_well_formed(audit):
+    out, _ = audit
+    lines = (out / "report.md").read_text().splitlines()
+    tables = [i for i, line in enumerate(lines) if set(line.replace("|", "").strip()) == {"-"}]
+    assert tables, "the report has tables"
+    for i in tables:
+        header = lines[i - 1].count("|")
+        assert lines[i].count("|") == header, lines[i - 1]
+        for row in lines[i + 1:]:
+            if not row.startswith("|"):
+                break
+            assert row.count("|") - row.count("\\|") == header, row
+
+
 def test_report_content_is_computed_from_the_run(audit):
     out, _ = audit
     report = json.loads((out / "report.json").read_text())
