@@ -68,7 +68,7 @@ def compare(name: str, workload: Callable, models: int, steps: int, device: torc
 
 def moderate_cells(family: str) -> list[Cell]:
     return [
-        Cell(family, regime, 0.5, control, value, 200)
+        Cell(family, regime, 1.0 if regime == "replace" else 0.5, control, value, 200)  # replace is all synthetic
         for regime in ("replace", "accumulate", "fresh", "fixed_real")
         for control, value in (("temperature", 0.8), ("top_p", 0.9))
     ]
