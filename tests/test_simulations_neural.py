@@ -28,14 +28,14 @@ def cell(family: str, regime: str, ratio: float, control: str, value: float, rea
 @pytest.fixture(scope="module")
 def lm_pair() -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
     """The same seed run twice with cells that differ only in what acts after generation 1."""
-    first = [cell("neural_lm", "replace", 0.0, "temperature", 0.6, 100), cell("neural_lm", "fresh", 0.5, "top_p", 0.8, 100)]
+    first = [cell("neural_lm", "replace", 1.0, "temperature", 0.6, 100), cell("neural_lm", "fresh", 0.5, "top_p", 0.8, 100)]
     second = [cell("neural_lm", "accumulate", 0.2, "top_k", 6, 100), cell("neural_lm", "fixed_real", 0.3, "matched", 1.5, 100)]
     return neural_lm.simulate(first, 3, 2, CPU, 5), neural_lm.simulate(second, 3, 2, CPU, 5)
 
 
 @pytest.fixture(scope="module")
 def vae_pair() -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
-    first = [cell("vae_digits", "replace", 0.0, "temperature", 0.6, 150), cell("vae_digits", "fresh", 0.5, "top_p", 0.8, 150)]
+    first = [cell("vae_digits", "replace", 1.0, "temperature", 0.6, 150), cell("vae_digits", "fresh", 0.5, "top_p", 0.8, 150)]
     second = [cell("vae_digits", "accumulate_subsample", 0.0, "top_p", 0.5, 150), cell("vae_digits", "fixed_real", 0.3, "temperature", 1.5, 150)]
     return vae_digits.simulate(first, 2, 2, CPU, 5), vae_digits.simulate(second, 2, 2, CPU, 5)
 
@@ -86,7 +86,7 @@ def test_vae_entry_zero_reads_real_digits(vae_pair):
 
 def test_lm_replace_at_low_temperature_collapses_while_fresh_data_does_not():
     collapsing, fresh = neural_lm.simulate(
-        [cell("neural_lm", "replace", 0.0, "temperature", 0.6, 150), cell("neural_lm", "fresh", 0.5, "temperature", 1.0, 150)],
+        [cell("neural_lm", "replace", 1.0, "temperature", 0.6, 150), cell("neural_lm", "fresh", 0.5, "temperature", 1.0, 150)],
         4, 2, CPU, 11,
     )
     kl, tail = collapsing["kl"].mean(0), collapsing["tail_mass_kept"].mean(0)
@@ -98,7 +98,7 @@ def test_lm_replace_at_low_temperature_collapses_while_fresh_data_does_not():
 
 def test_vae_replace_at_low_temperature_loses_rare_classes_while_fresh_data_does_not():
     collapsing, fresh = vae_digits.simulate(
-        [cell("vae_digits", "replace", 0.0, "temperature", 0.6, 200), cell("vae_digits", "fresh", 0.5, "temperature", 1.0, 200)],
+        [cell("vae_digits", "replace", 1.0, "temperature", 0.6, 200), cell("vae_digits", "fresh", 0.5, "temperature", 1.0, 200)],
         3, 2, CPU, 11,
     )
     assert collapsing["entropy"].mean(0)[-1] < fresh["entropy"].mean(0)[-1] - 0.5
@@ -150,7 +150,7 @@ def test_vae_batched_training_equals_training_each_run_alone():
 
 def test_each_regime_trains_on_its_own_mix():
     runs = [
-        cell("x", "replace", 0.0, "temperature", 1.0, 10),
+        cell("x", "replace", 1.0, "temperature", 1.0, 10),
         cell("x", "accumulate", 0.5, "temperature", 1.0, 10),
         cell("x", "accumulate_subsample", 0.5, "temperature", 1.0, 10),
         cell("x", "fresh", 0.75, "temperature", 1.0, 10),
@@ -179,7 +179,7 @@ def test_vae_top_p_draws_from_the_highest_density_ball():
 
 @pytest.mark.parametrize(("family", "unsupported"), [(neural_lm, "dedup"), (vae_digits, "top_k")])
 def test_unsupported_control_or_bad_value_is_a_clear_value_error(family, unsupported):
-    good = cell("any", "replace", 0.0, "temperature", 1.0, 20)
+    good = cell("any", "replace", 1.0, "temperature", 1.0, 20)
     with pytest.raises(ValueError, match="not supported .* use one of temperature, top_p"):
         family.simulate([replace(good, diversity_control=unsupported, diversity=5)], 1, 1, CPU, 0)
     with pytest.raises(ValueError, match="ratio < 1"):
