@@ -1,7 +1,8 @@
 """The collapse-audit command line: one function per command.
 
-Exit codes (every command): 0 success, 1 findings flagged (verify-citations, recheck --fail-on-change),
-2 bad input, 3 a required source was unreachable.
+Exit codes (every command): 0 success, 1 findings flagged (verify-citations), 2 bad input (one line,
+never a traceback), 3 a required source or LLM endpoint was unreachable, 4 a run's stage failed (the
+run is checkpointed; the message says how to resume it).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from tools.snapshot import Snapshot
 # Heavy modules (torch, langgraph, sentence-transformers) are imported inside the commands that
 # need them, so `--help` and bad-input errors answer at once.
 
-EXIT_OK, EXIT_FLAGGED, EXIT_BAD_INPUT, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_OK, EXIT_FLAGGED, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_RUN_FAILED = 0, 1, 2, 3, 4
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console(stderr=True)
@@ -53,7 +54,6 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 # --- run -------------------------------------------------------------------------------------
 
 
-EXIT_RUN_FAILED = 4
 SOURCES, LLMS, BUDGETS, DEVICES = ("auto", "snapshot", "arxiv"), ("none", "openai"), ("tiny", "small", "full"), ("auto", "cpu", "cuda")
 _RELATIVE = re.compile(r"^(\d+)\s*(d|w|mo|y)$")
 _UNIT_DAYS = {"d": 1, "w": 7, "mo": 30.44, "y": 365.25}
