@@ -110,19 +110,22 @@ class OfflineAnalyst:
         relevant = [e for e in evidence if e.stance != "unrelated"]
         support = [e.arxiv_id for e in relevant if STANCE_SCORE[e.stance] > 0]
         against = [e.arxiv_id for e in relevant if STANCE_SCORE[e.stance] < 0]
+        strong_support = [e.arxiv_id for e in relevant if e.stance == "supports"]
         strong_against = [e.arxiv_id for e in relevant if e.stance == "contradicts"]
         net = sum(STANCE_SCORE[e.stance] * e.score for e in relevant)  # reported, so a reader can weigh it
         grounded = [c.arxiv_id for c in citations if c.status == "grounded"]
         flagged = [c.arxiv_id or c.as_written for c in citations if c.status not in ("grounded", "unverifiable", "no_id")]
 
-        if not relevant and not grounded:
-            label = "insufficient_evidence"
-        elif strong_against and not support:
+        # Papers that are merely on topic ("consistent") do not establish a claim: support needs a
+        # grounded citation or a paper whose finding restates it.
+        if strong_against and not support:
             label = "refuted"
         elif strong_against or (against and len(against) >= len(support)):
             label = "contested"
-        else:
+        elif grounded or strong_support:
             label = "supported"
+        else:
+            label = "insufficient_evidence"
 
         parts = [
             f"heuristic: {len(support)} paper(s) agree ({', '.join(support[:5]) or 'none'}), "

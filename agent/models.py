@@ -110,7 +110,8 @@ class Report(BaseModel):
     question: str
     bottom_line: str
     claims: list[ClaimAudit]
-    citations: list[CitationCheck]
+    citations: list[CitationCheck]  # every claim's citations, then the anchor list's
+    anchor_citations: list[CitationCheck]
     simulations: dict[str, Any]
     follow_up_questions: list[FollowUpQuestion]
     tasks: list[TaskFinding]

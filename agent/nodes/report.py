@@ -31,6 +31,7 @@ def write_audit_report(state: AuditState) -> dict:
         bottom_line=state["bottom_line"],
         claims=audits,
         citations=citations,
+        anchor_citations=anchors,
         simulations={
             "verdict": analysis["verdict"],
             "effect_of_ratio": analysis.get("effect_of_ratio"),

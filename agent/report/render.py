@@ -30,7 +30,12 @@ def write_report(report: Report, out_dir: Path, figures: list[str]) -> list[Path
     out_dir.mkdir(parents=True, exist_ok=True)
     context = {
         "r": report,
-        "flagged": [c for c in report.citations if c.status in FLAGGED],
+        "flagged": [
+            (where, c)
+            for where, checks in [*((a.id, a.citations) for a in report.claims), ("anchor list", report.anchor_citations)]
+            for c in checks
+            if c.status in FLAGGED
+        ],
         "analysis": report.simulations["analysis"],
         "facts": sim_facts(report.simulations["analysis"], report.simulations["experiments"]),
         "figures": [Path(f) for f in figures],
