@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_ARXIV_URL = "https://export.arxiv.org/api/query"
+from tools.arxiv_api import DEFAULT_ARXIV_URL
 
 
 def _default_home() -> Path:
