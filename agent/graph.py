@@ -24,11 +24,6 @@ from agent.nodes.stance import assess_stance
 from agent.nodes.synthesize import synthesize
 from agent.state import AuditState
 
-STAGES = [
-    "load_claims", "ground_citations", "retrieve_literature", "assess_stance",
-    "run_simulations", "synthesize", "write_report",
-]
-
 # The pydantic models the state holds; the checkpointer restores exactly these and nothing else.
 _STATE_MODELS = [
     ("agent.state", "RunConfig"), ("agent.state", "Candidate"),
