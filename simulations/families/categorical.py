@@ -32,18 +32,26 @@ def sample_counts(probs: torch.Tensor, n: torch.Tensor, gen: torch.Generator) ->
     """
     shape, vocab = probs.shape[:-1], probs.shape[-1]
     probs, n = probs.reshape(-1, vocab), n.reshape(-1).to(probs.dtype)
-    counts = torch.zeros_like(probs)
     large = n > 2 * vocab
+    small = ~large & (n > 0)
+    # Most calls put every row on one path; masked copies are then skipped (they cost more than the draws).
+    if bool(large.all()):
+        return _binomial_tree(probs, n, gen).reshape(*shape, vocab)
+    if bool(small.all()):
+        return _histogram_draws(probs, n, gen).reshape(*shape, vocab)
+    counts = torch.zeros_like(probs)
     if large.any():
         counts[large] = _binomial_tree(probs[large], n[large], gen)
-    small = ~large & (n > 0)
     if small.any():
-        n_small = n[small]
-        n_max = int(n_small.max())
-        draws = torch.multinomial(probs[small], n_max, replacement=True, generator=gen)
-        used = torch.arange(n_max, device=probs.device) < n_small.unsqueeze(-1)
-        counts[small] = torch.zeros_like(probs[small]).scatter_add_(1, draws, used.to(probs.dtype))
+        counts[small] = _histogram_draws(probs[small], n[small], gen)
     return counts.reshape(*shape, vocab)
+
+
+def _histogram_draws(probs: torch.Tensor, n: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    n_max = int(n.max())
+    draws = torch.multinomial(probs, n_max, replacement=True, generator=gen)
+    used = torch.arange(n_max, device=probs.device) < n.unsqueeze(-1)
+    return torch.zeros_like(probs).scatter_add_(1, draws, used.to(probs.dtype))
 
 
 def _binomial_tree(probs: torch.Tensor, n: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
