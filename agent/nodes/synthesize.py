@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 from datetime import date, timedelta
 
+from agent.models import STANCE_SCORE, Claim, ClaimAudit, Evidence, FollowUpQuestion, TaskFinding
 from agent.nodes.literature import related_papers
 from agent.nodes.simulate import SimFacts, sim_facts
-from agent.models import STANCE_SCORE, Claim, ClaimAudit, Evidence, FollowUpQuestion, TaskFinding
 from agent.services import services_for
-from tools.embeddings import Embedder, cosine
 from agent.state import AuditState, RunConfig
+from tools.embeddings import Embedder, cosine
 
 # A task or claim paper must be at least this similar to count as "found".
 TASK_RELEVANCE = 0.45
@@ -24,8 +24,10 @@ def simulation_note(claim: Claim, facts: SimFacts | None) -> str | None:
     """What the simulations say about a claim, for claims whose tags they speak to."""
     if facts is None or not set(claim.tags) & {"ratio", "diversity", "tails"}:
         return None
+    collapsed, total = facts.collapsed()
     return (
-        f"across the matched-diversity sweep, shares of variance in final tail loss are {facts.share_text('ratio')}, "
+        f"tail loss exceeded {facts.tolerance:g} in {collapsed} of {total} simulated conditions; across the "
+        f"matched-diversity block, shares of variance in final tail loss are {facts.share_text('ratio')}, "
         f"{facts.share_text('diversity')}, {facts.share_text('real_amount')}"
     )
 
