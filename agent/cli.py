@@ -117,7 +117,7 @@ def run(
 ) -> None:
     """Audit an inquiry: ground citations, grade newer literature, simulate, and write the report."""
     settings = Settings()
-    store = RunStore(settings.home)
+    store = RunStore(settings.runs_dir)
     if resume:
         try:
             record = store.get(resume)

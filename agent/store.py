@@ -27,8 +27,8 @@ class UnknownRun(LookupError):
 
 
 class RunStore:
-    def __init__(self, home: Path):
-        self.root = home / "runs"
+    def __init__(self, root: Path):
+        self.root = root
 
     @property
     def checkpoints(self) -> Path:

@@ -87,10 +87,6 @@ class Citation(BaseModel):
     shape_reason: str | None = None
 
     @property
-    def has_id(self) -> bool:
-        return self.arxiv_id is not None
-
-    @property
     def year_span(self) -> tuple[int, int] | None:
         if self.stated_year is None:
             return None
