@@ -176,6 +176,22 @@ def test_regimes_build_the_documented_training_sets():
     assert (plan.synthetic, plan.fresh_real, plan.keep_history, plan.subsample) == (100, 0, True, 100)
 
 
+@pytest.mark.parametrize("sizes", [[5], [40], [5, 40, 0]], ids=["inverse-cdf", "binomial-tree", "mixed-rows"])
+def test_count_sampler_draws_exact_multinomial_counts(sizes):
+    # 5 draws take the inverse-CDF path and 40 the binomial tree (over 2 V = 12); mixed rows take both.
+    probs = torch.tensor([0.5, 0.0, 0.3, 0.15, 0.0, 0.05], dtype=torch.float64)
+    runs = 30_000
+    n = torch.tensor(sizes).repeat(runs // len(sizes))
+    counts = categorical.sample_counts(probs.expand(len(n), -1).contiguous(), n, torch.Generator().manual_seed(3))
+    assert torch.equal(counts.sum(-1), n.double())
+    assert not counts[:, probs == 0].any()
+    for size in sizes:
+        rows = counts[n == size]
+        mean, var = size * probs, size * probs * (1 - probs)
+        assert ((rows.mean(0) - mean).abs() <= 4 * (var / len(rows)).sqrt() + 1e-12).all()
+        assert torch.allclose(rows.var(0), var, rtol=0.05, atol=1e-12)
+
+
 def test_knn_metrics_and_vendi_see_a_collapsed_sample():
     from simulations.metrics import knn_precision_recall_coverage, vendi
 
