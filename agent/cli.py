@@ -421,7 +421,7 @@ def simulate(
     diversity_control: Optional[str] = typer.Option(None, help="temperature | top_p | top_k | dedup | tail_resample | matched."),
     real_amounts: Optional[str] = typer.Option(None, help="Real samples per generation, comma-separated."),
     hold: Optional[str] = typer.Option(None, help="What stays fixed as rho varies: real (real count) | total (samples per generation); default: the budget's."),
-    samples: Optional[int] = typer.Option(None, help="Samples per generation M (same as --real-amounts M --hold total)."),
+    samples: Optional[int] = typer.Option(None, help="Samples per generation M >= 2 (same as --real-amounts M --hold total)."),
     estimator: Optional[str] = typer.Option(None, help="Gaussian variance estimator: mle | unbiased."),
     generations: Optional[int] = typer.Option(None, help="Generations after the truth."),
     seeds: Optional[int] = typer.Option(None, help="Independent runs per cell."),
@@ -455,15 +455,21 @@ def simulate(
         "diversity": _numbers(diversity, float, "--diversity"), "diversity_control": diversity_control,
         "real_amounts": _numbers(real_amounts, int, "--real-amounts"), "generations": generations, "seeds": seeds,
     }
-    base.update({k: v for k, v in overrides.items() if v})
+    base.update({k: v for k, v in overrides.items() if v is not None})
     if hold is not None:
         base["holds"] = [hold]
     if samples is not None:
+        if samples < 2:
+            raise fail(f"--samples must be an integer >= 2, got {samples}")
         base["real_amounts"], base["holds"] = [samples], ["total"]
-    if diversity_control is None and set(base["families"]) != {"categorical"}:
-        # The budgets' matched-entropy targets are in the categorical family's nats.
-        base["diversity_control"] = "temperature"
-        base["diversity"] = _numbers(diversity, float, "--diversity") or [1.0]
+    if diversity is None:
+        # The budgets' diversity values are matched-entropy targets in the categorical family's nats.
+        control = diversity_control or ("matched" if set(base["families"]) == {"categorical"} else "temperature")
+        if control == "temperature":
+            base["diversity"] = [1.0]
+        elif control != "matched" or set(base["families"]) != {"categorical"}:
+            raise fail(f"--diversity-control {control} needs --diversity values here: the budget's are entropy targets for the categorical family")
+        base["diversity_control"] = control
     if estimator is not None:
         if estimator not in ("mle", "unbiased"):
             raise fail(f"unknown estimator {estimator!r}: use mle or unbiased")

@@ -42,7 +42,10 @@ def test_gaussian_takes_estimator_and_samples(runner):
 @pytest.mark.parametrize(
     "args, message",
     [(["--ratios", "0.5,1.5"], "[0, 1]"), (["--family", "nope"], "unknown family"), (["--regime", "sideways"], "regimes"),
-     (["--device", "tpu"], "unknown device"), (["--ratios", "half"], "comma-separated")],
+     (["--device", "tpu"], "unknown device"), (["--ratios", "half"], "comma-separated"),
+     (["--generations", "0"], "generations"), (["--seeds", "0"], "seeds"), (["--samples", "-3"], "--samples"),
+     (["--diversity-control", "top_p"], "needs --diversity"),
+     (["--family", "markov", "--diversity-control", "matched"], "needs --diversity")],
 )
 def test_bad_input_is_one_line_and_exit_2(runner, args, message):
     result = runner.invoke(app, ["simulate", "--budget", "tiny", *args])
