@@ -72,11 +72,15 @@ def parse_since(value: str, today: date) -> date:
     """`--since` takes a date (YYYY-MM-DD) or a span back from today: 30d, 8w, 6mo, 1y."""
     match = _RELATIVE.match(value.strip().lower())
     if match:
-        return today - timedelta(days=round(int(match.group(1)) * _UNIT_DAYS[match.group(2)]))
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise fail(f"--since {value!r} is neither a date (YYYY-MM-DD) nor a span like 30d, 8w, 6mo, 1y") from None
+        since = today - timedelta(days=round(int(match.group(1)) * _UNIT_DAYS[match.group(2)]))
+    else:
+        try:
+            since = date.fromisoformat(value)
+        except ValueError:
+            raise fail(f"--since {value!r} is neither a date (YYYY-MM-DD) nor a span like 30d, 8w, 6mo, 1y") from None
+    if since >= today:
+        raise fail(f"--since {value!r} leaves no time before today ({today}): give an earlier date or a longer span")
+    return since
 
 
 def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> str:

@@ -114,6 +114,8 @@ def test_resume_after_crash_skips_finished_stages(tmp_path):
         (["--inquiry", "{tmp}/empty.md"], "inquiry"),
         (["--inquiry", "{tmp}/noclaims.md"], "claims"),
         (["--since", "last tuesday"], "--since"),
+        (["--since", "0mo"], "no time before today"),
+        (["--since", "2999-01-01"], "no time before today"),
         (["--device", "tpu"], "--device"),
         (["--source", "google"], "--source"),
         (["--sim-budget", "huge"], "--sim-budget"),
