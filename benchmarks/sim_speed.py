@@ -4,9 +4,11 @@ The loop is how public recursive-training scripts (e.g. Collapse-or-Thrive) are 
 cell, for each seed, for each generation, sample one run's data with torch, refit, and log the
 metrics. Families a, c and d get such a plain reference loop that computes the same metrics with the
 lab's own metric functions on one run at a time (regression logs its one metric); family b (Markov)
-is looped by calling the lab's own code one run at a time.
+is looped by calling the lab's own code one run at a time. Each path is warmed up, then timed
+`--repeats` times; the fastest time is reported. The last line measures how much batching alone can
+gain on one elementwise op of the categorical family's shape, the bound that family runs into.
 
-    python benchmarks/sim_speed.py [--seeds 64] [--generations 10]
+    python benchmarks/sim_speed.py [--seeds 64] [--generations 10] [--repeats 3]
 """
 
 from __future__ import annotations
