@@ -1,209 +1,423 @@
-"""What the sweep's grid says: variance shares, diversity thresholds, effects, and a verdict.
+"""What a sweep says about ratio against sampler bias, as typed results the agent consumes.
 
-The response is each run's final tail loss: the true tail mass the generation-1 model (fit on real
-data only) kept minus what the last generation keeps, kept_1 - kept_G, in [-1, 1] (negative when
-later generations know more of the tail than the real-only fit did).
-`analyse` returns a JSON-ready dict:
+The response. For every cell, the lab pairs each seed with the **real-only counterfactual** that saw
+the same real data (common random numbers, see sampling.RealStream):
 
-- response: what was measured.
-- groups[]: one per (family, regime, diversity_control, hold) block of the grid, each a full
-  factorial over the factors that vary in it (ratio, diversity, and real_amount, or samples, the
-  per-generation size, when the total is held fixed), with its own
-  effect_of_ratio / effect_of_diversity / thresholds (as below) where those vary. variance_shares maps
-  each main effect, each interaction ("ratio x diversity", ...; "interactions" is their sum) and
-  "seed_noise" (within-cell variance) to {"share", "ci": [2.5 %, 97.5 %]}: a balanced-ANOVA
-  decomposition of the total variance of the response, CIs from resampling seeds within cells.
-- primary: the group the effects and verdict are read from (the largest block in which both the
-  ratio and the diversity vary; ties go to the first family and regime of the config).
-- thresholds: {"tolerance", "per_ratio": [{"ratio", "real_amount" (or "samples"), "min_diversity"}]}:
-  per ratio and real amount, the least diverse setting whose mean tail loss stays <= tolerance (null: none
-  does). "Least diverse" follows diversity.MORE_IS_DIVERSE.
-- effect_of_ratio / effect_of_diversity: mean tail loss at the lowest and highest level of the
-  factor with the others held fixed, averaged over the other factors, and the change.
-- verdict: plain sentences with those numbers, for the primary group, plus the ratio effect in the
-  same regime with the other quantity held fixed (real count vs total size) when the grid has it.
+- same_real:  the same regime with no synthetic data and the cell's real count (replace: the model
+              that keeps its generation-1 real data, i.e. fixed_real at ratio 0). "Does adding
+              synthetic data hurt?"
+- same_total: the same regime with no synthetic data and as many real samples as the cell trains on
+              (real + synthetic). "What does substituting synthetic for real data cost?"
+
+`relative_tail_mass` = tail_mass_ratio(cell) / tail_mass_ratio(same_real counterfactual), per seed,
+averaged over the **stationary window** (the last quarter of the generations). Below
+1 - tolerance the synthetic data have cost the tail that much of its probability mass: that is
+collapse in this lab. Differences (cell - counterfactual) of forward_kl and tail_coverage are
+reported beside it. Every estimate carries its mean, median and a 95 % interval over seeds.
+
+Results:
+- `CellEffect`      per cell: the response and the paired differences, with intervals.
+- `Boundary`        per (family, regime, hold, bias, size): the synthetic share at which
+                    relative_tail_mass crosses 1 - tolerance, interpolated between tested shares,
+                    with a bootstrap band (seeds resampled, pairing kept).
+- `ScaleTest`       "the ratio is what matters" as a test: f(cR, cS) = f(R, S) at the same share,
+                    for relative tail mass and for tail coverage.
+- `Stationarity`    per regime: whether the window is flat (last quarter vs the one before).
+- `SimAnalysis`     all of the above, the pre-registered headline slice, and `result`: one sentence
+                    computed from the numbers that names what was held fixed.
+
+The headline is pre-registered, never picked by config order or by which block is largest: the
+fixed-real-count slices (fixed_real: one unique real pool reused every generation; fresh: the same
+real count drawn anew each generation), with the fixed-total slice beside them.
 """
 
 from __future__ import annotations
 
-import itertools
-from typing import Any
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+from pydantic import BaseModel
 
-from simulations.diversity import MORE_IS_DIVERSE
+from simulations.cells import Cell
+from simulations.diversity import MORE_IS_DIVERSE, UNBIASED
+from simulations.regimes import samples_per_generation
 
-FACTORS = ("ratio", "diversity", "real_amount")
-# With the total size held fixed the real count moves with the ratio; the size is the third factor.
-FACTORS_AT_FIXED_TOTAL = ("ratio", "diversity", "samples")
-
-
-def _factors(cells: list[dict[str, Any]]) -> tuple[str, ...]:
-    return FACTORS_AT_FIXED_TOTAL if cells[0]["hold"] == "total" else FACTORS
-BOOTSTRAP = 200
+HEADLINE_REGIMES = ("fixed_real", "fresh")  # in this order of preference
+BOOTSTRAP = 400
+Z95 = 1.959964
 
 
-def _effect_sums_of_squares(y: np.ndarray, n_factors: int) -> dict[tuple[int, ...], np.ndarray]:
-    """Balanced ANOVA on y [batch, L1..Lk, seeds]: SS of every non-empty subset of the factors."""
-    cell_means = y.mean(-1)
-    seeds = y.shape[-1]
-    axes = list(range(1, n_factors + 1))
+class Estimate(BaseModel):
+    """A quantity over seeds: mean with its 95 % interval (normal, from the SE), median, seed count."""
 
-    def marginal(kept: tuple[int, ...]) -> np.ndarray:
-        drop = tuple(a for a in axes if a - 1 not in kept)
-        return cell_means.mean(axis=drop, keepdims=True) if drop else cell_means
+    mean: float
+    ci: tuple[float, float]
+    median: float
+    seeds: int
 
-    out = {}
-    for size in range(1, n_factors + 1):
-        for subset in itertools.combinations(range(n_factors), size):
-            effect = sum(
-                (-1) ** (size - len(t)) * marginal(t)
-                for r in range(size + 1)
-                for t in itertools.combinations(subset, r)
-            )
-            effect = np.broadcast_to(effect, cell_means.shape)
-            out[subset] = seeds * (effect**2).reshape(y.shape[0], -1).sum(-1)
+    @classmethod
+    def of(cls, values: np.ndarray) -> Estimate:
+        values = values[np.isfinite(values)]
+        if len(values) == 0:
+            return cls(mean=math.nan, ci=(math.nan, math.nan), median=math.nan, seeds=0)
+        mean = float(values.mean())
+        se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.inf
+        return cls(mean=mean, ci=(mean - Z95 * se, mean + Z95 * se), median=float(np.median(values)), seeds=len(values))
+
+    def text(self, digits: int = 2) -> str:
+        return f"{self.mean:.{digits}f} (95% CI {self.ci[0]:.{digits}f}–{self.ci[1]:.{digits}f})"
+
+
+class CellEffect(BaseModel):
+    family: str
+    regime: str
+    hold: str
+    ratio: float
+    synthetic_per_real: float  # S / R
+    diversity_control: str
+    diversity: float
+    real_amount: int
+    samples: int
+    relative_tail_mass: Estimate  # vs same_real
+    tail_coverage_change: Estimate  # cell - same_real
+    forward_kl_change_same_real: Estimate
+    forward_kl_change_same_total: Estimate | None  # None: the counterfactual is the same cell (ratio 0)
+    stationary: bool
+
+
+class Boundary(BaseModel):
+    family: str
+    regime: str
+    hold: str
+    diversity_control: str
+    diversity: float
+    size: int  # the real count (hold "real") or the samples per generation (hold "total")
+    status: Literal["crossed", "not_reached", "below_grid"]
+    ratio: float | None  # the interpolated synthetic share at the crossing; None unless crossed
+    band: tuple[float | None, float | None]  # bootstrap 2.5 % / 97.5 %; None: beyond the tested shares
+    tested: tuple[float, float]  # the lowest and highest synthetic share tested
+
+
+class ScaleTest(BaseModel):
+    """f(cR, cS) = f(R, S): the same synthetic share at the smallest and the largest real count."""
+
+    metric: str
+    comparisons: int
+    invariant: int  # the 95 % interval of the gap lies within +-tolerance
+    not_invariant: int  # the interval lies wholly outside +-tolerance
+    undetermined: int
+    largest_gap: float
+    sizes: tuple[int, int]
+
+
+class Stationarity(BaseModel):
+    regime: str
+    hold: str
+    generations: int
+    window: tuple[int, int]  # generations averaged
+    cells: int
+    stationary: int  # cells whose last-quarter mean is within noise (or 0.01) of the quarter before
+
+
+class SimAnalysis(BaseModel):
+    response: str
+    tolerance: float
+    window: tuple[int, int]
+    headline: dict[str, str]  # regime -> what it holds fixed
+    effects: list[CellEffect]
+    boundaries: list[Boundary]
+    scale: list[ScaleTest]
+    stationarity: list[Stationarity]
+    result: str  # the lab's answer in one sentence, computed from the numbers above
+    notes: list[str]
+
+
+@dataclass(frozen=True)
+class CellRuns:
+    """One cell's per-seed metrics (name -> [seeds, generations + 1]) and what its size holds fixed."""
+
+    cell: Cell
+    hold: str
+    metrics: dict[str, np.ndarray]
+
+
+HELD_FIXED = {
+    "fixed_real": "one unique real pool reused every generation",
+    "fresh": "the same number of real samples, drawn anew each generation",
+    "accumulate": "the same number of new real samples each generation, all data kept",
+    "accumulate_subsample": "new real samples each generation, training on a fixed-size subsample of all data",
+    "replace": "no real data after generation 1",
+}
+
+
+def counterfactual_cells(cell: Cell, samples: int) -> tuple[Cell, Cell]:
+    """(same_real, same_total) real-only counterfactuals of a cell that trains on `samples` per generation."""
+    regime = "fixed_real" if cell.regime == "replace" else cell.regime
+    neutral = UNBIASED.get(cell.diversity_control, cell.diversity)
+    make = lambda amount: Cell(cell.family, regime, 0.0, cell.diversity_control, neutral, amount)  # noqa: E731
+    real = cell.real_amount
+    return make(real), make(max(samples, real))
+
+
+def _window(generations: int) -> slice:
+    start = max(1, generations - max(1, generations // 4) + 1)
+    return slice(start, generations + 1)
+
+
+def _interpolated_crossing(ratios: np.ndarray, values: np.ndarray, threshold: float) -> tuple[str, float | None]:
+    """The first share at which values fall below threshold, linear between tested shares (0 -> 1)."""
+    below = np.nonzero(values < threshold)[0]
+    if len(below) == 0:
+        return "not_reached", None
+    i = below[0]
+    if i == 0:
+        x0, y0 = 0.0, 1.0  # at ratio 0 the cell is its own counterfactual
+    else:
+        x0, y0 = ratios[i - 1], values[i - 1]
+    x1, y1 = ratios[i], values[i]
+    if i == 0 and ratios[0] == 0:
+        return "below_grid", None
+    t = (y0 - threshold) / (y0 - y1) if y0 != y1 else 0.0
+    return "crossed", float(x0 + t * (x1 - x0))
+
+
+def analyse(runs: list[CellRuns], generations: int, tolerance: float, seed: int) -> SimAnalysis:
+    """Pair every cell with its counterfactuals and read boundaries, scale tests and the result."""
+    with np.errstate(divide="ignore", invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # empty or all-NaN slices give NaN, shown as such
+        return _analyse(runs, generations, tolerance, seed)
+
+
+def _analyse(runs: list[CellRuns], generations: int, tolerance: float, seed: int) -> SimAnalysis:
+    rng = np.random.default_rng(seed)
+    window = _window(generations)
+    by_cell = {r.cell: r for r in runs if r.hold == "real"}
+    effects, paired = [], []
+    for r in runs:
+        if r.cell.ratio == 0.0 or "tail_mass_ratio" not in r.metrics:
+            continue
+        samples = samples_per_generation(r.cell)
+        same_real, same_total = (by_cell.get(c) for c in counterfactual_cells(r.cell, samples))
+        if same_real is None:
+            continue
+        rel = r.metrics["tail_mass_ratio"] / same_real.metrics["tail_mass_ratio"]
+        per_seed = lambda a: np.nanmean(a[:, window], axis=1)  # noqa: E731
+        diff = lambda name, cf: per_seed(r.metrics[name] - cf.metrics[name])  # noqa: E731
+        effect = CellEffect(
+            family=r.cell.family, regime=r.cell.regime, hold=r.hold, ratio=r.cell.ratio,
+            synthetic_per_real=_synthetic_per_real(r.cell), diversity_control=r.cell.diversity_control,
+            diversity=r.cell.diversity, real_amount=r.cell.real_amount, samples=samples,
+            relative_tail_mass=Estimate.of(per_seed(rel)),
+            tail_coverage_change=Estimate.of(diff("tail_coverage", same_real)),
+            forward_kl_change_same_real=Estimate.of(diff("forward_kl", same_real)),
+            forward_kl_change_same_total=Estimate.of(diff("forward_kl", same_total)) if same_total and same_total is not same_real else None,
+            stationary=_is_stationary(rel, generations),
+        )
+        effects.append(effect)
+        paired.append((effect, per_seed(rel), per_seed(r.metrics["tail_coverage"])))
+    boundaries = _boundaries(paired, tolerance, rng)
+    scale = _scale_tests(paired, tolerance, rng)
+    stationarity = _stationarity(effects, generations, window)
+    headline = {regime: HELD_FIXED[regime] for regime in HEADLINE_REGIMES if any(e.regime == regime and e.hold == "real" for e in effects)}
+    notes = _notes(effects, stationarity)
+    return SimAnalysis(
+        response=(
+            "relative_tail_mass: the model's probability mass on the true tail over that of the real-only model "
+            "trained on the same real data (paired seeds), averaged over generations "
+            f"{window.start}-{window.stop - 1}; collapse = below {1 - tolerance:g}"
+        ),
+        tolerance=tolerance,
+        window=(window.start, window.stop - 1),
+        headline=headline,
+        effects=effects,
+        boundaries=boundaries,
+        scale=scale,
+        stationarity=stationarity,
+        result=result_sentence(effects, boundaries, scale, headline, tolerance),
+        notes=notes,
+    )
+
+
+def _synthetic_per_real(cell: Cell) -> float:
+    return math.inf if cell.ratio >= 1 else cell.ratio / (1 - cell.ratio)
+
+
+def _is_stationary(values: np.ndarray, generations: int) -> bool:
+    """The last quarter's mean is within 2 SE (or 0.01) of the quarter before it."""
+    q = max(1, generations // 4)
+    if generations < 2 * q + 1:
+        return False
+    last = np.nanmean(values[:, generations - q + 1 :], axis=1)
+    before = np.nanmean(values[:, generations - 2 * q + 1 : generations - q + 1], axis=1)
+    change = last - before
+    change = change[np.isfinite(change)]
+    if len(change) < 2:
+        return False
+    se = change.std(ddof=1) / math.sqrt(len(change))
+    return bool(abs(change.mean()) <= max(2 * se, 0.01))
+
+
+def _slices(paired, key):
+    groups: dict[tuple, list] = {}
+    for item in paired:
+        groups.setdefault(key(item[0]), []).append(item)
+    return groups
+
+
+def _boundaries(paired, tolerance: float, rng: np.random.Generator) -> list[Boundary]:
+    threshold = 1 - tolerance
+    out = []
+    slices = _slices(paired, lambda e: (e.family, e.regime, e.hold, e.diversity_control, e.diversity,
+                                          e.real_amount if e.hold == "real" else e.samples))
+    for (family, regime, hold, control, value, size), members in slices.items():
+        if regime == "replace":
+            continue  # one share (1): nothing to interpolate
+        members = sorted(members, key=lambda m: m[0].ratio)
+        ratios = np.array([m[0].ratio for m in members])
+        per_seed = np.stack([m[1] for m in members])  # [ratios, seeds], paired across ratios
+        status, ratio = _interpolated_crossing(ratios, np.nanmean(per_seed, axis=1), threshold)
+        seeds = per_seed.shape[1]
+        draws = rng.integers(0, seeds, size=(BOOTSTRAP, seeds))
+        boot = [_interpolated_crossing(ratios, np.nanmean(per_seed[:, d], axis=1), threshold) for d in draws]
+        crossing = np.array([r if s == "crossed" else (np.inf if s == "not_reached" else -np.inf) for s, r in boot])
+        lo, hi = np.quantile(crossing, [0.025, 0.975])
+        band = (None if not np.isfinite(lo) else float(lo), None if not np.isfinite(hi) else float(hi))
+        out.append(Boundary(family=family, regime=regime, hold=hold, diversity_control=control, diversity=value,
+                            size=size, status=status, ratio=ratio, band=band,
+                            tested=(float(ratios.min()), float(ratios.max()))))
     return out
 
 
-def _shares(y: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-    ss = _effect_sums_of_squares(y, len(names))
-    flat = y.reshape(y.shape[0], -1)
-    total = ((flat - flat.mean(-1, keepdims=True)) ** 2).sum(-1)
-    noise = ((y - y.mean(-1, keepdims=True)) ** 2).reshape(y.shape[0], -1).sum(-1)
-    total = np.where(total > 0, total, 1.0)
-    shares = {" x ".join(names[i] for i in subset): s / total for subset, s in ss.items()}
-    interactions = [s / total for subset, s in ss.items() if len(subset) > 1]
-    if interactions:
-        shares["interactions"] = sum(interactions)
-    shares["seed_noise"] = noise / total
-    return shares
+def _scale_tests(paired, tolerance: float, rng: np.random.Generator) -> list[ScaleTest]:
+    """At each (regime, bias, share) of the fixed-real-count design, compare the smallest and largest R."""
+    real = [p for p in paired if p[0].hold == "real" and p[0].regime != "replace"]
+    sizes = sorted({p[0].real_amount for p in real})
+    if len(sizes) < 2:
+        return []
+    small, large = sizes[0], sizes[-1]
+    tests = []
+    for metric, column in (("relative_tail_mass", 1), ("tail_coverage", 2)):
+        groups = _slices(real, lambda e: (e.family, e.regime, e.diversity_control, e.diversity, e.ratio))
+        verdicts, gaps = [], []
+        for members in groups.values():
+            at = {m[0].real_amount: m[column] for m in members}
+            if small not in at or large not in at:
+                continue
+            a, b = at[small], at[large]
+            a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+            # Bootstrap of the gap: seeds resampled independently at each size (different real data).
+            boot = (b[rng.integers(0, len(b), (BOOTSTRAP, len(b)))].mean(1)
+                    - a[rng.integers(0, len(a), (BOOTSTRAP, len(a)))].mean(1))
+            lo, hi = np.quantile(boot, [0.025, 0.975])
+            gaps.append(float(b.mean() - a.mean()))
+            verdicts.append("invariant" if -tolerance <= lo and hi <= tolerance else
+                            "not_invariant" if lo > tolerance or hi < -tolerance else "undetermined")
+        if verdicts:
+            tests.append(ScaleTest(metric=metric, comparisons=len(verdicts), invariant=verdicts.count("invariant"),
+                                   not_invariant=verdicts.count("not_invariant"),
+                                   undetermined=verdicts.count("undetermined"),
+                                   largest_gap=max(gaps, key=abs), sizes=(small, large)))
+    return tests
 
 
-def variance_shares(y: np.ndarray, names: list[str], rng: np.random.Generator) -> dict[str, dict[str, Any]]:
-    """Shares with bootstrap CIs for y [L1..Lk, seeds]; seeds are resampled within each cell."""
-    point = _shares(y[None], names)
-    index = rng.integers(0, y.shape[-1], size=(BOOTSTRAP,) + y.shape)
-    boot = _shares(np.take_along_axis(np.broadcast_to(y, index.shape), index, axis=-1), names)
-    return {
-        name: {"share": float(point[name][0]), "ci": [float(np.quantile(boot[name], 0.025)), float(np.quantile(boot[name], 0.975))]}
-        for name in point
-    }
+def _stationarity(effects: list[CellEffect], generations: int, window: slice) -> list[Stationarity]:
+    out = []
+    for (regime, hold), members in _slices([(e,) for e in effects], lambda e: (e.regime, e.hold)).items():
+        out.append(Stationarity(regime=regime, hold=hold, generations=generations, window=(window.start, window.stop - 1),
+                                cells=len(members), stationary=sum(m[0].stationary for m in members)))
+    return out
 
 
-def _group_key(cell: dict[str, Any]) -> tuple:
-    return (cell["family"], cell["regime"], cell["diversity_control"], cell["hold"])
+def _notes(effects: list[CellEffect], stationarity: list[Stationarity]) -> list[str]:
+    notes = []
+    for s in stationarity:
+        if s.stationary < s.cells:
+            notes.append(
+                f"{s.regime} ({'fixed real count' if s.hold == 'real' else 'fixed total'}): {s.cells - s.stationary} of "
+                f"{s.cells} cells were still moving at generation {s.generations}; a boundary they cross is still "
+                "crossed later (the tail mass only falls further under a sharpening sampler), but a 'not reached' may not hold."
+            )
+    return notes
 
 
-def _block(cells: list[dict[str, Any]]) -> tuple[list[str], list[list[float]], np.ndarray] | None:
-    """Factors that vary, their levels, and the response array [L1..Lk, seeds]; None if not factorial."""
-    factors = _factors(cells)
-    levels = {f: sorted({c[f] for c in cells}) for f in factors}
-    varying = [f for f in factors if len(levels[f]) > 1]
-    shape = [len(levels[f]) for f in varying]
-    if int(np.prod(shape)) != len(cells) or not varying:
-        return None
-    seeds = min(len(c["final_tail_loss"]) for c in cells)
-    y = np.empty(shape + [seeds])
-    for c in cells:
-        y[tuple(levels[f].index(c[f]) for f in varying)] = c["final_tail_loss"][:seeds]
-    return varying, [levels[f] for f in varying], y
+def _bias_label(control: str, value: float) -> str:
+    unbiased = UNBIASED.get(control)
+    name = control.replace("_", "-")
+    if unbiased is not None and value == unbiased:
+        return f"the unbiased sampler ({name} {value:g})"
+    direction = "sharpened" if (value < unbiased if MORE_IS_DIVERSE.get(control, True) else value > unbiased) else "flattened"
+    return f"a {direction} sampler ({name} {value:g})" if unbiased is not None else f"{name} {value:g}"
 
 
-def _effect(cells: list[dict[str, Any]], factor: str) -> dict[str, Any]:
-    """Mean tail loss at the lowest and highest level of `factor`, the others held fixed and averaged."""
-    levels = sorted({c[factor] for c in cells})
-    others = [f for f in _factors(cells) if f != factor]
-    low, high = [], []
-    for key, members in itertools.groupby(sorted(cells, key=lambda c: [c[f] for f in others]), key=lambda c: [c[f] for f in others]):
-        by_level = {c[factor]: float(np.mean(c["final_tail_loss"])) for c in members}
-        if levels[0] in by_level and levels[-1] in by_level:
-            low.append(by_level[levels[0]])
-            high.append(by_level[levels[-1]])
-    lo, hi = float(np.mean(low)), float(np.mean(high))
-    return {"factor": factor, "low_level": levels[0], "high_level": levels[-1],
-            "tail_loss_at_low": lo, "tail_loss_at_high": hi, "change": hi - lo, "comparisons": len(low)}
+def _range(values: list[float], digits: int = 2) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:.{digits}f}" if abs(hi - lo) < 10 ** -digits else f"{lo:.{digits}f}–{hi:.{digits}f}"
 
 
-def _thresholds(cells: list[dict[str, Any]], tolerance: float) -> list[dict[str, Any]]:
-    control = cells[0]["diversity_control"]
-    ascending = sorted({c["diversity"] for c in cells}, reverse=not MORE_IS_DIVERSE[control])
-    rows = []
-    amount = _factors(cells)[2]
-    for ratio in sorted({c["ratio"] for c in cells}):
-        for size in sorted({c[amount] for c in cells}):
-            loss = {c["diversity"]: float(np.mean(c["final_tail_loss"])) for c in cells if c["ratio"] == ratio and c[amount] == size}
-            passing = [d for d in ascending if d in loss and loss[d] <= tolerance]
-            if loss:
-                rows.append({"ratio": ratio, amount: size, "min_diversity": passing[0] if passing else None})
-    return rows
+def _bias_order(control: str, value: float) -> tuple:
+    """The unbiased sampler first, then sharpening ones from mild to strong, then flattening ones."""
+    unbiased = UNBIASED.get(control)
+    if unbiased is None:
+        return (1, value)
+    sharpening = value < unbiased if MORE_IS_DIVERSE.get(control, True) else value > unbiased
+    return (value != unbiased, not sharpening, abs(value - unbiased))
 
 
-def _share_text(shares: dict[str, dict[str, Any]], name: str) -> str:
-    if name not in shares:
-        return f"{name} did not vary"
-    s = shares[name]
-    return f"{name} {100 * s['share']:.0f}% (95% CI {100 * s['ci'][0]:.0f}-{100 * s['ci'][1]:.0f}%)"
+def _clauses(rows: list[Boundary], tolerance: float) -> list[str]:
+    """One clause per sampler setting: where the tail mass crossed 1 - tolerance, with its band."""
+    parts = []
+    for value in sorted({b.diversity for b in rows}, key=lambda v: _bias_order(rows[0].diversity_control, v)):
+        at = [b for b in rows if b.diversity == value]
+        label = _bias_label(at[0].diversity_control, value)
+        crossed = [b for b in at if b.status == "crossed"]
+        below = [b for b in at if b.status == "below_grid"]
+        if not crossed and not below:
+            parts.append(f"with {label} the stationary tail mass stayed within {tolerance:.0%} of the real-only model "
+                         "at every tested share")
+        elif crossed:
+            bands = [x for b in crossed for x in b.band if x is not None]
+            band = f" (bootstrap band {min(bands):.2f}–{max(bands):.2f})" if bands else ""
+            where = "" if len(crossed) == len(at) else f" at {len(crossed)} of {len(at)} real counts"
+            parts.append(f"with {label} it fell below {1 - tolerance:g} of real-only from a synthetic share of "
+                         f"{_range([b.ratio for b in crossed])}{band}{where}")
+        else:
+            parts.append(f"with {label} it was already below {1 - tolerance:g} of real-only at the lowest tested share")
+    return parts
 
 
-def analyse(cells: list[dict[str, Any]], tolerance: float, seed: int) -> dict[str, Any]:
-    """cells: dicts with the cell fields, "hold" and "final_tail_loss" (one value per seed)."""
-    rng = np.random.default_rng(seed)
-    groups = []
-    order = {k: i for i, k in enumerate(dict.fromkeys(_group_key(c) for c in cells))}
-    for key in order:
-        members = [c for c in cells if _group_key(c) == key]
-        block = _block(members)
-        entry = dict(zip(("family", "regime", "diversity_control", "hold"), key), cells=len(members))
-        if block is not None:
-            names, levels, y = block
-            entry["factors"] = dict(zip(names, levels))
-            entry["variance_shares"] = variance_shares(y, names, rng)
-            for factor in ("ratio", "diversity"):
-                if factor in names:
-                    entry[f"effect_of_{factor}"] = _effect(members, factor)
-            if "diversity" in names:
-                entry["thresholds"] = _thresholds(members, tolerance)
-        groups.append((entry, members))
-    analysis: dict[str, Any] = {
-        "response": "final tail loss: tail_mass_kept[generation 1] - tail_mass_kept[last], per run",
-        "groups": [g for g, _ in groups],
-    }
-    candidates = [(g, m) for g, m in groups if {"ratio", "diversity"} <= set(g.get("factors", {}))]
-    if not candidates:
-        analysis["verdict"] = "No block of the grid varies both the synthetic ratio and the diversity, so their effects cannot be separated."
-        return analysis
-    primary, members = max(candidates, key=lambda gm: gm[0]["cells"])
-    shares = primary["variance_shares"]
-    analysis["primary"] = {k: primary[k] for k in ("family", "regime", "diversity_control", "hold")}
-    analysis["thresholds"] = {"tolerance": tolerance, **analysis["primary"], "per_ratio": _thresholds(members, tolerance)}
-    ratio_effect, diversity_effect = _effect(members, "ratio"), _effect(members, "diversity")
-    analysis["effect_of_ratio"] = {**ratio_effect, "variance_share": shares["ratio"]}
-    analysis["effect_of_diversity"] = {**diversity_effect, "variance_share": shares["diversity"]}
-    labels = {"ratio": "the synthetic ratio", "diversity": "the diversity of the synthetic data", "real_amount": "the amount of real data"}
-    bigger = labels[max((f for f in labels if f in shares), key=lambda f: shares[f]["share"])]
-    held = "real count" if primary["hold"] == "real" else "total size"
-    matched = "matched diversity" if primary["diversity_control"] == "matched" else f"a fixed {primary['diversity_control']} setting"
-    other_hold = next((g for g, _ in groups if "effect_of_ratio" in g and g["hold"] != primary["hold"]
-                       and all(g[k] == primary[k] for k in ("family", "regime", "diversity_control"))), None)
-    contrast = ""
-    if other_hold is not None:
-        e = other_hold["effect_of_ratio"]
-        other = "total size (the real count falls as the ratio rises)" if other_hold["hold"] == "total" else "real count (the total grows with the ratio)"
-        contrast = (f" At a fixed {other} instead, raising the ratio from {e['low_level']:g} to {e['high_level']:g} moves it "
-                    f"from {e['tail_loss_at_low']:.3f} to {e['tail_loss_at_high']:.3f}.")
-    analysis["verdict"] = (
-        f"In the {primary['family']} family under {primary['regime']} ({primary['diversity_control']} diversity, fixed {held}), "
-        f"{bigger} explains the most variance in final tail loss: "
-        f"{_share_text(shares, 'ratio')}, {_share_text(shares, 'diversity')}, {_share_text(shares, 'real_amount')}, "
-        f"interactions {100 * shares.get('interactions', {'share': 0.0})['share']:.0f}%. "
-        f"Raising the ratio from {ratio_effect['low_level']:g} to {ratio_effect['high_level']:g} at {matched} moves mean tail loss "
-        f"from {ratio_effect['tail_loss_at_low']:.3f} to {ratio_effect['tail_loss_at_high']:.3f}; raising diversity from "
-        f"{diversity_effect['low_level']:g} to {diversity_effect['high_level']:g} at a fixed ratio moves it from "
-        f"{diversity_effect['tail_loss_at_low']:.3f} to {diversity_effect['tail_loss_at_high']:.3f}"
-        + (" (negative: the last model knows more of the tail than the real-only first one)." if min(
-            ratio_effect["tail_loss_at_high"], ratio_effect["tail_loss_at_low"], diversity_effect["tail_loss_at_low"],
-            diversity_effect["tail_loss_at_high"]) < 0 else ".")
-        + contrast
+def result_sentence(effects, boundaries, scale, headline, tolerance) -> str:
+    """The lab's answer, built from the boundaries and scale tests of the pre-registered headline slices."""
+    regimes = list(headline)
+    if not regimes:
+        return ("The grid has no fixed-real-count slice (fixed_real or fresh with hold 'real'), so the effect of the "
+                "synthetic share at a fixed amount of real data was not measured.")
+    first = regimes[0]
+    rows = [b for b in boundaries if b.regime == first and b.hold == "real"]
+    sizes = sorted({b.size for b in rows})
+    top = max(b.tested[1] for b in rows)
+    sentence = (
+        f"Holding the real data fixed ({first}: {headline[first]}; R = {', '.join(str(s) for s in sizes)}) and adding "
+        f"up to {top / (1 - top):.0f} synthetic samples per real one: " + "; ".join(_clauses(rows, tolerance)) + "."
     )
-    return analysis
+    for other in regimes[1:]:
+        rows = [b for b in boundaries if b.regime == other and b.hold == "real"]
+        crossed = [b.ratio for b in rows if b.status == "crossed"]
+        never = sorted({_bias_label(b.diversity_control, b.diversity) for b in rows if b.status == "not_reached"
+                        and all(o.status == "not_reached" for o in rows if o.diversity == b.diversity)})
+        sentence += (f" In {other} ({headline[other]}) the biased samplers crossed at shares {_range(crossed)}"
+                     if crossed else f" In {other} ({headline[other]}) no sampler crossed")
+        sentence += (f" and {', '.join(never)} never did." if never and crossed else ".")
+    tests = {t.metric: t for t in scale}
+    if "relative_tail_mass" in tests:
+        t = tests["relative_tail_mass"]
+        sentence += (f" At the same share, scaling R and S together from R = {t.sizes[0]} to {t.sizes[1]} left the relative "
+                     f"tail mass unchanged within {tolerance:g} in {t.invariant} of {t.comparisons} comparisons")
+        if "tail_coverage" in tests:
+            c = tests["tail_coverage"]
+            sentence += (f", while tail coverage changed by more than {tolerance:g} in {c.not_invariant} of "
+                         f"{c.comparisons} (largest change {c.largest_gap:+.2f})")
+        sentence += "."
+    return sentence

@@ -28,6 +28,9 @@ from simulations.cells import DiversityControl
 
 CONTROLS: tuple[str, ...] = get_args(DiversityControl)
 MORE_IS_DIVERSE: dict[str, bool] = {c: c != "dedup" for c in CONTROLS}
+# The setting at which a control leaves the model's distribution unchanged: the unbiased sampler,
+# which every design includes (matched entropy has none: its temperature moves with the model).
+UNBIASED: dict[str, float] = {"temperature": 1.0, "top_p": 1.0, "top_k": 1e9, "tail_resample": 0.0, "dedup": 1e9}
 
 
 def _expand(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

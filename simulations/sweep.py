@@ -5,7 +5,8 @@ aggregated over seeds, analysed, and cached by config hash.
     result = run_sweep(cfg, cache_dir=Path("cache"))
     result.model_dump(mode="json")  # {"config": ..., "cells": [...], "analysis": {...}}
 
-Each family runs as one batched call per regime (cells x seeds in one tensor program). Every
+Each family runs as one batched call (all its cells, regimes and counterfactuals x seeds in one tensor
+program, so real draws are paired across cells). Every
 per-generation array has generations + 1 entries: entry 0 describes the truth, entry g the model
 fit at generation g (generation 1: real data only). `hold` says what stays fixed while the ratio
 varies: "real" keeps the real count at real_amount (the synthetic count grows with rho); "total"
@@ -17,19 +18,18 @@ from __future__ import annotations
 import hashlib
 import importlib
 import math
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
+import numpy as np
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from simulations.analysis import analyse
+from simulations.analysis import CellRuns, SimAnalysis, analyse, counterfactual_cells
 from simulations.cells import Cell, DiversityControl, Regime
 from simulations.device import resolve_device
-from simulations.diversity import check_control
-from simulations.families.categorical import zipf
-from simulations.metrics import entropy
+from simulations.diversity import UNBIASED, check_control
 from simulations.regimes import samples_per_generation
 
 FAMILY_MODULES = {
@@ -41,24 +41,47 @@ FAMILY_MODULES = {
     "neural_lm": "simulations.families.neural_lm",
     "vae_digits": "simulations.families.vae_digits",
 }
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
+# Collapse metrics whose paired differences every cell carries (see metrics.py for their meaning).
+PAIRED_METRICS = ("tail_mass_ratio", "tail_coverage", "forward_kl")
 Hold = Literal["real", "total"]
 
 
+class GridOverride(BaseModel):
+    """A family's own grid where the shared one would be too costly or meaningless for it."""
+
+    regimes: list[Regime] | None = None
+    ratios: list[float] | None = None
+    diversity: list[float] | None = None
+    real_amounts: list[int] | None = None
+
+
 class SweepConfig(BaseModel):
+    """The design: (real count R, synthetic share rho, sampler bias) per regime, and what is held fixed.
+
+    With hold "real" the real count per generation is `real_amounts` and the synthetic count
+    S = rho / (1 - rho) R grows with the share (S/R from 0 to 99 at rho = 0.99); with hold "total"
+    the samples per generation are `real_amounts` and the real count is (1 - rho) of them. Ratio 0
+    is the real-only cell. The control's unbiased setting (temperature 1, top-p 1, ...) is always
+    added to `diversity`. Every cell's real-only counterfactuals (same real count, same total) are
+    added to the grid and run on the same real draws (see analysis.py).
+    """
+
     families: list[str] = ["categorical"]
-    regimes: list[Regime] = ["replace", "fresh", "accumulate"]
-    ratios: list[float] = [0.5, 0.9]
-    diversity_control: DiversityControl = "matched"
-    diversity: list[float] = [3.0, 4.0]
-    real_amounts: list[int] = [200]
+    regimes: list[Regime] = ["replace", "fresh", "fixed_real"]
+    ratios: list[float] = [0.0, 0.5, 0.9, 0.99]
+    diversity_control: DiversityControl = "temperature"
+    diversity: list[float] = [0.9, 1.0]
+    real_amounts: list[int] = [100, 1000]
     holds: list[Hold] = ["real"]
-    generations: int = Field(10, ge=1)
+    generations: int = Field(20, ge=1)
     seeds: int = Field(8, ge=2)
     seed: int = 0
     device: str = "auto"
-    tail_tolerance: float = Field(0.05, gt=0, lt=1)  # tail mass (of the truth) a run may lose
+    # relative_tail_mass below 1 - tolerance counts as collapse; scale tests use the same margin.
+    tolerance: float = Field(0.1, gt=0, lt=1)
     family_params: dict[str, dict[str, Any]] = {}
+    family_grids: dict[str, GridOverride] = {}
 
     @field_validator("families")
     @classmethod
@@ -80,56 +103,90 @@ class SweepConfig(BaseModel):
     def _valid_grid(self) -> SweepConfig:
         for value in self.diversity:
             check_control(self.diversity_control, value)
+        unbiased = UNBIASED.get(self.diversity_control)
+        if unbiased is not None and unbiased not in self.diversity:
+            self.diversity = sorted([*self.diversity, unbiased])
         if any(r < 2 for r in self.real_amounts) or not self.real_amounts:
             raise ValueError("real_amounts must be integers >= 2")
-        if not self.cells():
+        if not self.design():
             raise ValueError("the grid is empty: fixed_real needs a ratio < 1, and hold 'total' a ratio < 1 or replace")
         return self
 
     @classmethod
     def budget(cls, name: Literal["tiny", "small", "full"], seed: int = 0, device: str = "auto") -> SweepConfig:
-        """The central design (categorical Zipf family, matched entropy) at three sizes.
+        """The central design (categorical Zipf family, temperature bias) at three sizes.
 
-        tiny: a few seconds on 2 CPU cores (tests of the whole pipeline); small: well under a
-        minute (the default of `collapse-audit run`); full: a finer grid, every regime, more seeds,
-        fixed total size as well as fixed real count, for a GPU or a patient user.
+        tiny: seconds on 2 CPU cores (tests of the whole pipeline); small: under a minute on 2 CPU
+        cores (the default of `collapse-audit run`), coarse but bracketing the boundary; full: the
+        whole design over five families with 32 paired seeds, for a GPU.
         """
-        h = float(entropy(zipf(1000, 1.1, torch.device("cpu"))))  # the truth's entropy (nats)
         if name == "tiny":
-            return cls(ratios=[0.5, 0.9], diversity=[round(0.7 * h, 3), round(h, 3)], real_amounts=[100, 400],
-                       generations=5, seeds=4, seed=seed, device=device)
+            return cls(ratios=[0.0, 0.5, 0.9, 0.99], diversity=[0.9, 1.0], real_amounts=[100, 1000], generations=16,
+                       seeds=8, seed=seed, device=device)
         if name == "small":
-            return cls(ratios=[0.25, 0.5, 0.75, 0.9], diversity=[round(f * h, 3) for f in (0.6, 0.8, 1.0)],
-                       real_amounts=[100, 300, 1000], holds=["real", "total"], generations=10, seeds=8, seed=seed,
+            return cls(ratios=[0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99], diversity=[0.8, 0.9, 0.95, 1.0, 1.05],
+                       real_amounts=[100, 1000], holds=["real", "total"], generations=40, seeds=16, seed=seed,
                        device=device)
         if name == "full":
-            return cls(regimes=["replace", "fresh", "accumulate", "fixed_real", "accumulate_subsample"],
-                       ratios=[0.1, 0.25, 0.5, 0.75, 0.9, 0.95], diversity=[round(f * h, 3) for f in (0.5, 0.65, 0.8, 0.9, 1.0, 1.1)],
-                       real_amounts=[100, 300, 1000, 3000], holds=["real", "total"], generations=20, seeds=32,
-                       seed=seed, device=device)
+            return cls(families=["categorical", "markov", "gaussian", "gaussian_mixture", "neural_lm"],
+                       regimes=["replace", "fresh", "fixed_real", "accumulate", "accumulate_subsample"],
+                       ratios=[0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99],
+                       diversity=[0.7, 0.8, 0.9, 0.95, 0.98, 1.0, 1.02, 1.05, 1.1],
+                       real_amounts=[100, 1000, 10_000], holds=["real", "total"], generations=60, seeds=32,
+                       seed=seed, device=device,
+                       family_grids={"neural_lm": GridOverride(regimes=["replace", "fresh", "fixed_real"],
+                                                               ratios=[0.0, 0.5, 0.9], diversity=[0.8, 1.0],
+                                                               real_amounts=[200])})
         raise ValueError(f"unknown budget {name!r}: use tiny, small or full")
 
+    def _grid(self, family: str) -> tuple[list[str], list[float], list[float], list[int]]:
+        o = self.family_grids.get(family, GridOverride())
+        return (o.regimes or self.regimes, o.ratios or self.ratios, o.diversity or self.diversity,
+                o.real_amounts or self.real_amounts)
+
+    def design(self) -> list[tuple[Cell, Hold]]:
+        """The grid in a fixed order. replace runs at ratio 1 only; ratio 0 is the real-only cell
+        (one per regime and real count, with the unbiased sampler, held at its real count)."""
+        grid: dict[tuple[Cell, Hold], None] = {}
+        for family in self.families:
+            regimes, ratios, diversity, amounts = self._grid(family)
+            for regime, hold in ((r, h) for r in regimes for h in self.holds):
+                if regime == "replace" and hold != self.holds[0]:
+                    continue  # replace has no real data after generation 1: what is held makes no difference
+                shares = [1.0] if regime == "replace" else sorted(set(ratios))
+                for ratio, value, amount in ((r, d, a) for r in shares for d in diversity for a in amounts):
+                    if ratio >= 1.0 and regime != "replace":
+                        continue  # only replace trains on synthetic data alone
+                    if ratio == 0.0:
+                        neutral = UNBIASED.get(self.diversity_control, value)
+                        grid[(Cell(family, regime, 0.0, self.diversity_control, neutral, amount), "real")] = None
+                    elif hold == "real" or regime == "replace":
+                        grid[(Cell(family, regime, ratio, self.diversity_control, value, amount), hold)] = None
+                    else:
+                        real = max(2, round((1 - ratio) * amount))
+                        grid[(Cell(family, regime, ratio, self.diversity_control, value, real, samples=amount), hold)] = None
+        return list(grid)
+
     def cells(self) -> list[tuple[Cell, Hold]]:
-        """The grid in a fixed order; replace runs at ratio 1 only, fixed_real and hold 'total' need rho < 1."""
-        grid: list[tuple[Cell, Hold]] = []
-        for family, regime, hold in ((f, r, h) for f in self.families for r in self.regimes for h in self.holds):
-            if regime == "replace" and hold != self.holds[0]:
-                continue  # replace has no real data after generation 1: what is held makes no difference
-            ratios = [1.0] if regime == "replace" else sorted(set(self.ratios))
-            for ratio, diversity, amount in ((r, d, a) for r in ratios for d in self.diversity for a in self.real_amounts):
-                if (regime == "fixed_real" or hold == "total") and ratio >= 1.0 and regime != "replace":
-                    continue
-                if hold == "real" or regime == "replace":
-                    cell = Cell(family, regime, ratio, self.diversity_control, diversity, amount)
-                else:
-                    real = max(2, round((1 - ratio) * amount))
-                    cell = Cell(family, regime, ratio, self.diversity_control, diversity, real, samples=amount)
-                if (cell, hold) not in grid:
-                    grid.append((cell, hold))
-        return grid
+        """The design plus every cell's real-only counterfactuals (run in the same batch, paired)."""
+        grid = dict.fromkeys(self.design())
+        for cell, _ in list(grid):
+            if cell.ratio > 0:
+                for counterfactual in counterfactual_cells(cell, samples_per_generation(cell)):
+                    grid.setdefault((counterfactual, "real"), None)
+        return list(grid)
 
     def digest(self) -> str:
         return hashlib.sha256((CACHE_VERSION + self.model_dump_json()).encode()).hexdigest()[:16]
+
+
+class Counterfactual(BaseModel):
+    """A real-only cell paired with this one (same seeds, same real draws) and the per-generation
+    differences cell - counterfactual of the collapse metrics (mean over seeds, its SE, median)."""
+
+    regime: str
+    real_amount: int
+    difference: dict[str, list[float | None]]  # name, name_se, name_median -> generations + 1 values
 
 
 class CellResult(BaseModel):
@@ -143,12 +200,13 @@ class CellResult(BaseModel):
     hold: Hold
     seeds: int
     metrics: dict[str, list[float | None]]  # name, name_se, name_median -> generations + 1 values
+    counterfactuals: dict[str, Counterfactual]  # "same_real", "same_total"; empty for real-only cells
 
 
 class SweepResult(BaseModel):
     config: SweepConfig
     cells: list[CellResult]
-    analysis: dict[str, Any]
+    analysis: SimAnalysis | None  # None when no family in the sweep measures the tail
 
 
 def _family(name: str):
@@ -161,16 +219,38 @@ def _family(name: str):
         raise ValueError(f"family {name!r} is not available in this installation") from None
 
 
-def _summarise(metrics: dict[str, torch.Tensor]) -> dict[str, list[float | None]]:
-    out: dict[str, list[float | None]] = {}
-    clean = lambda t: [None if math.isnan(v) else float(v) for v in t.tolist()]  # noqa: E731
-    for name, runs in metrics.items():
-        n = (~runs.isnan()).sum(0).clamp_min(1)
-        out[name] = clean(runs.nanmean(0))
-        centred = torch.where(runs.isnan(), torch.zeros_like(runs), runs - runs.nanmean(0))
-        se = ((centred**2).sum(0) / (n - 1).clamp_min(1)).sqrt() / n.sqrt()
-        out[f"{name}_se"] = clean(se)
-        out[f"{name}_median"] = clean(runs.nanmedian(0).values)
+def _summarise(metrics: list[dict[str, np.ndarray]]) -> list[dict[str, list[float | None]]]:
+    """Per cell and generation: mean over seeds (name), its standard error (name_se) and median
+    (name_median). Cells with the same metric names are summarised together, as one array each."""
+    out: list[dict[str, list[float | None]]] = [{} for _ in metrics]
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, m in enumerate(metrics):
+        groups.setdefault(tuple(m), []).append(i)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN generations (no synthetic batch) stay None
+        for names, members in groups.items():
+            for name in names:
+                runs = np.stack([metrics[i][name] for i in members])  # [cells, seeds, generations + 1]
+                n = np.maximum(np.isfinite(runs).sum(1), 1)
+                stats = {name: np.nanmean(runs, 1), f"{name}_se": np.nanstd(runs, 1, ddof=1) / np.sqrt(n),
+                         f"{name}_median": np.nanmedian(runs, 1)}
+                for key, values in stats.items():
+                    values = np.where(np.isfinite(values), values, np.nan).tolist()
+                    for row, i in zip(values, members):
+                        out[i][key] = [None if v != v else v for v in row]  # NaN -> None (JSON null)
+    return out
+
+
+def _counterfactual_runs(runs: CellRuns, by_cell: dict[Cell, CellRuns]) -> dict[str, tuple[Cell, dict[str, np.ndarray]]]:
+    """Per kind: the counterfactual cell and the per-seed differences cell - counterfactual."""
+    if runs.cell.ratio == 0.0:
+        return {}
+    out = {}
+    for kind, cf in zip(("same_real", "same_total"), counterfactual_cells(runs.cell, samples_per_generation(runs.cell))):
+        other = by_cell.get(cf)
+        if other is not None:
+            shared = [m for m in PAIRED_METRICS if m in runs.metrics and m in other.metrics]
+            out[kind] = (cf, {m: runs.metrics[m] - other.metrics[m] for m in shared})
     return out
 
 
@@ -179,34 +259,41 @@ def run_sweep(
     cache_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> SweepResult:
-    """Run (or load from cache_dir) the sweep; progress(done_cells, total_cells) after each batch."""
+    """Run (or load from cache_dir) the sweep; progress(done_cells, total_cells) after each family.
+
+    Each family runs as one batched call over all its cells and regimes, so real draws are common
+    random numbers across every cell of the family (its counterfactuals included).
+    """
     cache_file = cache_dir / f"sweep-{cfg.digest()}.json" if cache_dir else None
     if cache_file and cache_file.exists():
         return SweepResult.model_validate_json(cache_file.read_text())
     device = resolve_device(cfg.device)
     grid = cfg.cells()
-    results: list[CellResult] = []
-    analysed: list[dict[str, Any]] = []
-    batches: dict[tuple[str, str], list[tuple[Cell, Hold]]] = {}
-    for cell, hold in grid:
-        batches.setdefault((cell.family, cell.regime), []).append((cell, hold))
-    done = 0
-    for index, ((family, _), members) in enumerate(batches.items()):
-        cells = [c for c, _ in members]
-        runs = _family(family).simulate(cells, cfg.generations, cfg.seeds, device, cfg.seed + 7919 * index,
-                                        **cfg.family_params.get(family, {}))
-        for (cell, hold), metrics in zip(members, runs):
-            fields = dict(family=cell.family, regime=cell.regime, ratio=cell.ratio, diversity_control=cell.diversity_control,
-                          diversity=cell.diversity, real_amount=cell.real_amount, samples=samples_per_generation(cell), hold=hold)
-            results.append(CellResult(**fields, seeds=cfg.seeds, metrics=_summarise(metrics)))
-            if "tail_mass_kept" in metrics:
-                kept = metrics["tail_mass_kept"]
-                collapse = kept[:, 1] - kept[:, -1]
-                analysed.append({**fields, "final_tail_loss": collapse.tolist()})
-        done += len(members)
+    runs: list[CellRuns] = []
+    families = list(dict.fromkeys(cell.family for cell, _ in grid))
+    for index, family in enumerate(families):
+        members = [(c, h) for c, h in grid if c.family == family]
+        outputs = _family(family).simulate([c for c, _ in members], cfg.generations, cfg.seeds, device,
+                                           cfg.seed + 7919 * index, **cfg.family_params.get(family, {}))
+        for (cell, hold), metrics in zip(members, outputs):
+            runs.append(CellRuns(cell, hold, {k: v.numpy() for k, v in metrics.items()}))
         if progress:
-            progress(done, len(grid))
-    analysis = analyse(analysed, cfg.tail_tolerance, cfg.seed) if analysed else {"verdict": "No family in this sweep reports tail mass."}
+            progress(len(runs), len(grid))
+    by_cell = {r.cell: r for r in runs if r.hold == "real"}
+    paired = [_counterfactual_runs(r, by_cell) for r in runs]
+    flat = [(i, kind, cf, diffs) for i, p in enumerate(paired) for kind, (cf, diffs) in p.items()]
+    summaries = _summarise([r.metrics for r in runs] + [diffs for *_, diffs in flat])
+    counterfactuals: list[dict[str, Counterfactual]] = [{} for _ in runs]
+    for (i, kind, cf, _), difference in zip(flat, summaries[len(runs):]):
+        counterfactuals[i][kind] = Counterfactual(regime=cf.regime, real_amount=cf.real_amount, difference=difference)
+    results = [
+        CellResult(family=r.cell.family, regime=r.cell.regime, ratio=r.cell.ratio, diversity_control=r.cell.diversity_control,
+                   diversity=r.cell.diversity, real_amount=r.cell.real_amount, samples=samples_per_generation(r.cell),
+                   hold=r.hold, seeds=cfg.seeds, metrics=summary, counterfactuals=cf)
+        for r, summary, cf in zip(runs, summaries, counterfactuals)
+    ]
+    measured = [r for r in runs if "tail_mass_ratio" in r.metrics]
+    analysis = analyse(measured, cfg.generations, cfg.tolerance, cfg.seed) if measured else None
     result = SweepResult(config=cfg, cells=results, analysis=analysis)
     if cache_file:
         cache_file.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""Closed-form predictions the simulations must reproduce (../shared/data/validation_targets.md, V1-V9)."""
+"""Closed-form predictions the simulations must reproduce (../shared/data/validation_targets.md, V1-V12)."""
 
 from __future__ import annotations
 
@@ -79,3 +79,26 @@ def stability_sufficient(lam: float, lipschitz_eps_over_alpha: float) -> bool:
 # V9: a constant fraction p of biased synthetic labels.
 def biased_synthetic_floor(p: float, delta: float, sigma2: float, d: int, n: int) -> float:
     return p**2 * delta**2 + sigma2 * d / (n - d - 1)
+
+
+# V12: the infinite-sample fixed point of the fresh regime (categorical).
+def fresh_fixed_point(truth: np.ndarray, rho: float, tau: float, tol: float = 1e-12, max_steps: int = 200_000) -> np.ndarray:
+    """The stationary model of p -> (1 - rho) q + rho T_tau(p) with exact refits (no sampling noise).
+
+    q is the truth and T_tau the temperature transform p^(1/tau) renormalised. The map contracts at
+    rate rho, so iteration converges geometrically from the truth.
+    """
+    p = truth.copy()
+    for _ in range(max_steps):
+        logits = np.log(np.maximum(p, 1e-300)) / tau
+        tempered = np.exp(logits - logits.max())
+        nxt = (1 - rho) * truth + rho * tempered / tempered.sum()
+        if np.abs(nxt - p).max() < tol:
+            return nxt
+        p = nxt
+    return p
+
+
+def fresh_fixed_point_tail_mass_ratio(truth: np.ndarray, tail: np.ndarray, rho: float, tau: float) -> float:
+    """tail_mass_ratio of the V12 fixed point: its mass on the true tail over the truth's."""
+    return float(fresh_fixed_point(truth, rho, tau)[tail].sum() / truth[tail].sum())

@@ -3,11 +3,12 @@
 Each of the V^k states (the last k tokens) has a Zipf(beta) distribution over the next token, on a
 state-specific random order of the tokens, fixed by `truth_seed`. A data set is `real_amount` (or
 plan) sequences of `seq_len` tokens, starting from the true stationary state distribution; the
-model is the table of transition counts (states never visited fall back to uniform). Metrics are
-exact where the truth allows: entropy rate, KL(model || truth), TV and test loss are averaged over
-the true stationary state distribution; the tail is, per state, the rarest next tokens holding
-`tail_mass` of its true mass; distinct-1/2 are read off `text_sequences` sequences sampled from the
-model. accumulate_subsample redraws transitions (not whole sequences) from the pool.
+model is the table of transition counts (states never visited fall back to uniform). The metrics
+are the shared ones (simulations.metrics) with every per-state quantity weighted by the true
+stationary state distribution; the tail is, per state, the rarest next tokens holding `tail_mass`
+of its true mass; distinct-1/2 are read off `text_sequences` sequences sampled from the model.
+Real sequences come from a `RealStream` (paired across cells). accumulate_subsample redraws
+transitions (not whole sequences) from the pool.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import torch
 
 from simulations.cells import Cell
 from simulations.diversity import apply_control
-from simulations.families.categorical import draw_indices, resample_counts, sample_counts, stack_runs
-from simulations.metrics import SMOOTHING, distinct_n, entropy, tail_types, xlogy
+from simulations.metrics import batch_diversity, discrete_metrics, distinct_n, entropy, tail_types
 from simulations.regimes import plan_tensors
+from simulations.sampling import RealStream, draw_indices, resample_counts, sample_counts, stack_runs
 
 SUPPORTED_CONTROLS = ("temperature", "top_p", "top_k", "tail_resample", "matched")
 
@@ -95,15 +96,9 @@ def _fit(counts: torch.Tensor, states: int, vocab: int) -> torch.Tensor:
 
 
 def _metrics(model: torch.Tensor, truth: Language, text: torch.Tensor) -> dict[str, torch.Tensor]:
-    w, p, tail = truth.stationary, truth.transitions, truth.tail
-    smoothed = (1 - SMOOTHING) * model + SMOOTHING / truth.vocab
-    weigh = lambda per_state: (per_state * w).sum(-1)  # noqa: E731
+    """The shared metrics (simulations.metrics) with states weighted by the true stationary law."""
     return {
-        "tail_mass_kept": weigh((p * tail * (model > 0)).sum(-1)) / weigh((p * tail).sum(-1)),
-        "entropy": weigh(entropy(model)),
-        "kl": weigh((xlogy(model, model) - xlogy(model, p.expand_as(model))).sum(-1)),
-        "tv": weigh(0.5 * (model - p).abs().sum(-1)),
-        "test_loss": weigh(-(p * smoothed.log()).sum(-1)),
+        **discrete_metrics(model, truth.transitions, truth.tail, truth.stationary),
         "distinct_1": distinct_n(text, 1, truth.vocab),
         "distinct_2": distinct_n(text, 2, truth.vocab),
     }
@@ -136,24 +131,36 @@ def simulate(
     gen = torch.Generator(device).manual_seed(seed)
     true_table = truth.transitions.expand(batch, states, vocab).contiguous()
 
+    real = RealStream(seeds, seed, device)
+
     def sample(table, n):
         return sample_transition_counts(table, truth.stationary, n, seq_len, gen)
+
+    def draw_real(generation: int, n: torch.Tensor) -> torch.Tensor:
+        truth_rows = lambda k: truth.transitions.expand(len(k), states, vocab)  # noqa: E731
+        return real.additive(generation, n, lambda k, g: (
+            sample_transition_counts(truth_rows(k), truth.stationary, k, seq_len, g),))[0]
 
     def text(table):
         return sample_text(table, truth.stationary, text_sequences, seq_len, gen)
 
-    per_generation = [_metrics(true_table, truth, text(true_table))]
-    real_pool = sample(true_table, plan["first_real"])
+    nan = torch.full((batch,), torch.nan, dtype=torch.float64, device=device)
+    per_generation = [{**_metrics(true_table, truth, text(true_table)), "sampler_entropy": nan,
+                       "batch_tail_coverage": nan, "batch_richness": nan, "batch_entropy": nan}]
+    real_pool = draw_real(1, plan["first_real"])
     pool = train = real_pool
     for g in range(1, generations + 1):
         model = _fit(train, states, vocab)
-        per_generation.append(_metrics(model, truth, text(model)))
+        metrics = _metrics(model, truth, text(model))
+        # The synthetic batch model g hands to generation g + 1 (also drawn at the last generation).
+        sampling = apply_control(model, controls, values, truth.stationary)
+        synthetic = sample(sampling, plan["synthetic"])
+        metrics["sampler_entropy"] = torch.where(plan["synthetic"] == 0, torch.nan, (entropy(sampling) * truth.stationary).sum(-1))
+        metrics.update(batch_diversity(synthetic.view(batch, states, vocab), truth.transitions, truth.tail, truth.stationary))
+        per_generation.append(metrics)
         if g == generations:
             break
-        sampling = apply_control(model, controls, values, truth.stationary)
-        # Synthetic and fresh real sequences in one call: half the per-step work of two calls.
-        both = sample(torch.cat([sampling, true_table]), torch.cat([plan["synthetic"], plan["fresh_real"]]))
-        new = both[:batch] + both[batch:]
+        new = synthetic + draw_real(g + 1, plan["fresh_real"])
         keep = plan["keep_history"].unsqueeze(-1)
         reuse = plan["reuse_real_pool"].unsqueeze(-1)
         pool = torch.where(keep, pool + new, new) + torch.where(reuse, real_pool, torch.zeros_like(real_pool))
