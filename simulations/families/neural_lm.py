@@ -13,10 +13,18 @@ slice r of every tensor. Adam is elementwise, so the optimiser keeps runs indepe
 Regimes (simulations/regimes.py) and diversity controls (simulations/diversity.py) are the lab's
 shared definitions; this file turns a run's DataPlan into padded per-run training sets, which the VAE
 family (vae_digits.py) reuses. Every control except dedup applies to the next-token rows.
+
+Real data are common random numbers (simulations/sampling.RealStream): run b takes the first n real
+sequences of the stream of its seed index at each generation, so cells of a batch with the same
+seed index and real count train on the same real sequences, and a cell's real-only counterfactual is
+paired with it. The held-out test sequences come from the same kind of stream. Each generation's
+initial weights and minibatch picks are drawn per seed index too (`model_noise`), so those runs also
+fit the same generation-1 model; the synthetic samples and the metrics' own samples are drawn per run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,8 +36,9 @@ from torch import Tensor
 
 from simulations.cells import Cell
 from simulations.diversity import CONTROLS, apply_control, check_control
-from simulations.metrics import distinct_n
-from simulations.regimes import data_plan
+from simulations.metrics import batch_diversity, discrete_metrics, distinct_n, entropy
+from simulations.regimes import data_plan, plan_tensors
+from simulations.sampling import RealStream, zipf
 
 # ----------------------------------------------------------------------------------------------
 # The language: a fixed order-k Markov source with known transitions
@@ -40,8 +49,7 @@ STATES = VOCAB**ORDER
 SEQ_LEN = 32  # tokens per sequence; a "sample" of this family is one sequence
 BURN_IN = 16  # tokens generated and dropped before each sequence so it starts near stationarity
 ZIPF = 1.2  # each context's next-token law is Zipf(1.2) over its own random ranking of tokens
-TAIL_RANKS = 4  # the 4 least likely next tokens of every context are its "rare transitions"
-KEEP_FRACTION = 0.1  # a rare transition is still produced if the model gives it >= 10 % of its true probability
+TAIL_RANKS = 4  # the tail: the 4 least likely next tokens of every context (5.95 % of each context's mass)
 LANGUAGE_SEED = 1234  # the language is one fixed object, independent of the simulation seed
 
 
@@ -49,15 +57,13 @@ LANGUAGE_SEED = 1234  # the language is one fixed object, independent of the sim
 class MarkovLanguage:
     transitions: Tensor  # [STATES, VOCAB] float64, row s = P(next | context s)
     stationary: Tensor  # [STATES] float64, stationary law of the context
-    rare: Tensor  # [STATES, VOCAB] bool, the TAIL_RANKS least likely next tokens of each context
+    rare: Tensor  # [STATES, VOCAB] bool, the tail: the TAIL_RANKS least likely next tokens of each context
 
 
 def language(device: torch.device) -> MarkovLanguage:
     g = torch.Generator().manual_seed(LANGUAGE_SEED)
-    zipf = torch.arange(1, VOCAB + 1, dtype=torch.float64) ** -ZIPF
-    zipf /= zipf.sum()
     ranking = torch.stack([torch.randperm(VOCAB, generator=g) for _ in range(STATES)])  # token -> rank
-    transitions = zipf[ranking]
+    transitions = zipf(VOCAB, ZIPF, torch.device("cpu"))[ranking]
     rare = ranking >= VOCAB - TAIL_RANKS
     # Context s = (a, b) moves to (b, c) with probability P(c | a, b); all entries are positive, so
     # the chain is irreducible and aperiodic and power iteration converges.
@@ -74,17 +80,33 @@ def _advance(context_law: Tensor, transitions: Tensor) -> Tensor:
 
 
 def sample_sequences(table: Tensor, n: int, generator: torch.Generator) -> Tensor:
-    """n sequences per run from per-run order-k chains. table [R, STATES, VOCAB] -> tokens [R, n, SEQ_LEN]."""
+    """n sequences per run from per-run order-k chains. table [R, STATES, VOCAB] -> tokens [R, n, SEQ_LEN].
+
+    Exact inverse-CDF draws (float64): a zero-probability token is never drawn. The randomness used
+    depends only on (R, n), so equal-shaped calls consume the generator identically."""
     runs = table.shape[0]
     rows = torch.arange(runs, device=table.device)[:, None]
+    cdf = table.double().cumsum(-1)
+    cdf = cdf / cdf[..., -1:]
     state = torch.randint(STATES, (runs, n), generator=generator, device=table.device)
+    uniforms = torch.rand(BURN_IN + SEQ_LEN, runs, n, 1, generator=generator, device=table.device, dtype=torch.float64)
     tokens = []
-    for _ in range(BURN_IN + SEQ_LEN):
-        probs = table[rows, state].reshape(runs * n, VOCAB)
-        token = torch.multinomial(probs, 1, generator=generator).view(runs, n)
+    for u in uniforms:
+        token = torch.searchsorted(cdf[rows, state], u, right=True).squeeze(-1).clamp_max(VOCAB - 1)
         tokens.append(token)
         state = (state * VOCAB + token) % STATES
     return torch.stack(tokens[BURN_IN:], dim=2)
+
+
+def transition_counts(sequences: Tensor, used: Tensor) -> Tensor:
+    """Counts [R, STATES, VOCAB] float64 of the (context, next token) windows of the sequences
+    [R, n, SEQ_LEN] with used[r, i] (the windows a model trains on)."""
+    runs = sequences.shape[0]
+    contexts = sum(sequences[:, :, j : SEQ_LEN - ORDER + j] * VOCAB**(ORDER - 1 - j) for j in range(ORDER))
+    index = (contexts * VOCAB + sequences[:, :, ORDER:]).reshape(runs, -1)
+    weight = used[:, :, None].expand(-1, -1, SEQ_LEN - ORDER).reshape(runs, -1).double()
+    counts = torch.zeros(runs, STATES * VOCAB, dtype=torch.float64, device=sequences.device)
+    return counts.scatter_add_(1, index, weight).view(runs, STATES, VOCAB)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,42 +267,80 @@ class RecursiveData:
         return empty.expand(len(self.plans), *empty.shape)
 
 
+def stream_points(
+    stream: RealStream, generation: int, runs: int, n: int, draw: Callable[[int, torch.Generator], Tensor], chunk: int
+) -> Tensor:
+    """[runs, n, *item]: the first n real points of each run's seed-index stream at `generation`
+    (RealStream.prefix; run r has seed index r % seeds). draw(k, generator) returns [seeds, k, *item]
+    i.i.d. points; it is called on fixed chunks of `chunk` points one after another, so the first n
+    points of a stream are the same whatever n, and whatever other runs of the batch take."""
+
+    def chunked(n_max: int, generator: torch.Generator) -> Tensor:
+        return torch.cat([draw(chunk, generator) for _ in range(-(-n_max // chunk))], dim=1)[:, :n_max]
+
+    device = stream.device
+    return stream.prefix(generation, torch.full((runs,), n, device=device), chunked)[0][:, :n]
+
+
+def model_noise(family: str, seed: int, generation: int, device: torch.device) -> torch.Generator:
+    """The generator of one generation's model randomness (initial weights, minibatch picks, ...),
+    keyed by (family, seed, generation) only. Families draw it for `seeds` rows and give run r row
+    r % seeds, so runs with the same seed index start from the same weights and see the same
+    optimiser noise in every cell of a batch: with the real data (stream_points), a cell and its
+    real-only counterfactual fit the same generation-1 model, and later differences come from the data."""
+    digest = hashlib.sha256(f"{family}/model-noise/{seed}/{generation}".encode()).digest()
+    return torch.Generator(device).manual_seed(int.from_bytes(digest[:7], "little"))
+
+
 # ----------------------------------------------------------------------------------------------
 # Metrics: exact where the truth allows it
 
 EVAL_SEQUENCES = 32  # sequences sampled per run for distinct-2: 32 x 32 = 1024 tokens, equal for all
-TEST_SEQUENCES = 64  # held-out real sequences per run for test_loss
+TEST_SEQUENCES = 64  # held-out real sequences per seed index for test_loss
+TEST_STREAM = -1  # the real stream "generation" the held-out sequences come from (no training set uses it)
+REAL_CHUNK = 16  # real sequences are drawn from the stream in chunks of this many (see stream_points)
 
 
 def metrics(table: Tensor, source: MarkovLanguage, test: Tensor, text: Tensor) -> dict[str, Tensor]:
     """Metrics of R order-k chains (fitted models, or the truth itself for entry 0), each [R] float64.
 
-    kl: exact per-token KL(truth || model) = sum_s pi(s) KL(P(.|s) || Q(.|s)), pi the true stationary
-        law of the context, computed over all STATES contexts (no sampling).
-    test_loss: mean NLL (nats / predicted token) of held-out real sequences `test` [R, n, SEQ_LEN].
-    entropy: the model's next-token entropy averaged over true contexts, sum_s pi(s) H(Q(.|s))
-        (the truth's entropy rate for entry 0).
+    The states are the STATES contexts, weighted by the truth's stationary context law pi; the tail
+    is, per context s, its TAIL_RANKS least likely next tokens under the truth (`source.rare`).
+    simulations.metrics.discrete_metrics gives, exactly over all contexts (no sampling):
+    tail_mass_ratio, tail_mass_abs_log_ratio, tail_coverage (COVERAGE_RATE = 0.1 of the true rate),
+    tail_types_lost, forward_kl = sum_s pi(s) KL(P(.|s) || Q~(.|s)) (Q~ = Q mixed with SMOOTHING of
+    uniform mass; the family's old `kl` was this direction, unsmoothed), tail_forward_kl, reverse_kl, types_kept,
+    gini_simpson, entropy (sum_s pi(s) H(Q(.|s)); the entropy rate for the truth) and tv. A softmax
+    never gives a token probability 0, so tail_types_lost is 0 and types_kept is VOCAB for every model.
+
+    test_loss keeps this family's held-out meaning: mean NLL (nats / predicted token) of the held-out
+    real sequences `test` [R, n, SEQ_LEN] under the model (an estimate of the entropy rate + the
+    exact forward KL, without smoothing), not discrete_metrics' exact smoothed cross-entropy.
     distinct_2: distinct bigrams / total bigrams in `text` [R, n, SEQ_LEN], sampled from the model
         without the diversity control, EVAL_SEQUENCES x SEQ_LEN tokens for every run and the truth.
-    tail_mass_kept: the rare transitions are, for every context s, its TAIL_RANKS least likely next
-        tokens under the truth. A rare transition (s, x) is still produced when Q(x|s) >=
-        KEEP_FRACTION * P(x|s). tail_mass_kept = true joint mass pi(s) P(x|s) of the rare transitions
-        still produced / true joint mass of all rare transitions (1 for the truth).
     """
-    truth, pi = source.transitions[None], source.stationary[None]
+    out = discrete_metrics(table, source.transitions, source.rare, source.stationary)
     log_q = table.clamp_min(1e-300).log()
-    kl = (pi * (truth * (truth.log() - log_q)).sum(-1)).sum(-1)
-    entropy = (pi * -(table * log_q).sum(-1)).sum(-1)
-
     rows = torch.arange(len(table), device=table.device)[:, None, None]
     contexts = sum(test[:, :, j : SEQ_LEN - ORDER + j] * VOCAB**(ORDER - 1 - j) for j in range(ORDER))
-    test_loss = -log_q[rows, contexts, test[:, :, ORDER:]].mean((1, 2))
+    out["test_loss"] = -log_q[rows, contexts, test[:, :, ORDER:]].mean((1, 2))
+    out["distinct_2"] = distinct_n(text, 2, VOCAB)
+    return out
 
-    distinct_2 = distinct_n(text, 2, VOCAB)
-    joint = (pi[..., None] * truth * source.rare)[0]
-    kept = (table >= KEEP_FRACTION * truth) & source.rare
-    tail_mass_kept = (kept * joint).sum((1, 2)) / joint.sum()
-    return {"kl": kl, "test_loss": test_loss, "entropy": entropy, "distinct_2": distinct_2, "tail_mass_kept": tail_mass_kept}
+
+def synthetic_diversity(
+    sampling_law: Tensor, sequences: Tensor, counts: Tensor, source: MarkovLanguage
+) -> dict[str, Tensor]:
+    """The realised diversity of each run's synthetic batch: its first counts[r] sequences of
+    `sequences` [R, n, SEQ_LEN], drawn from `sampling_law` [R, STATES, VOCAB] (the model after its
+    diversity control). batch_tail_coverage / batch_richness / batch_entropy (simulations.metrics.
+    batch_diversity) over the batch's (context, next token) transitions, and sampler_entropy, the
+    state-weighted next-token entropy of the sampling law; all NaN for runs that draw no synthetic data."""
+    used = torch.arange(sequences.shape[1], device=counts.device) < counts[:, None]
+    out = batch_diversity(transition_counts(sequences, used), source.transitions, source.rare, source.stationary)
+    sampler_entropy = (entropy(sampling_law) * source.stationary).sum(-1)
+    out["sampler_entropy"] = torch.where(counts > 0, sampler_entropy, torch.nan)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -308,8 +368,11 @@ def simulate(cells: list[Cell], generations: int, seeds: int, device: torch.devi
 
     real_amount counts sequences of SEQ_LEN tokens. Returns, per cell, metric -> float64 CPU tensor
     [seeds, generations + 1]: entry 0 is the truth, entry g the model fitted at generation g
-    (generation 1 on real data only). See `metrics` for the definitions and `RecursiveData` for the
-    regimes; the diversity control shapes the synthetic samples only, never the metrics' samples.
+    (generation 1 on real data only). See `metrics` and `synthetic_diversity` for the definitions and
+    `RecursiveData` for the regimes; the diversity control shapes the synthetic samples only, never
+    the metrics' samples. The batch_* metrics and sampler_entropy at entry g describe the synthetic
+    batch model g hands to generation g + 1 (drawn at the last generation too); NaN at entry 0 and
+    for runs without synthetic data (ratio 0).
     """
     check_cells(cells, tuple(c for c in CONTROLS if c not in UNSUPPORTED_CONTROLS))
     with one_cpu_thread(device):
@@ -321,23 +384,39 @@ def _simulate(cells: list[Cell], generations: int, seeds: int, device: torch.dev
     source = language(device)
     runs = [cell for cell in cells for _ in range(seeds)]
     controls, values = run_controls(cells, seeds, device)
+    synthetic_counts = plan_tensors(cells, seeds, device)["synthetic"]
+    most_synthetic = int(synthetic_counts.max())
     truth = source.transitions.expand(len(runs), STATES, VOCAB)
+    stream = RealStream(seeds, seed, device)
+    seed_index = torch.arange(len(runs), device=device) % seeds
 
-    def draw_real(n: int) -> Tensor:
-        return sample_sequences(truth.float(), n, generator)
+    def draw_truth(k: int, g: torch.Generator) -> Tensor:
+        return sample_sequences(source.transitions.expand(seeds, STATES, VOCAB), k, g)
 
-    test = draw_real(TEST_SEQUENCES)
-    history = [metrics(truth, source, test, draw_real(EVAL_SEQUENCES))]
-    data = RecursiveData(runs, draw_real(max(c.real_amount for c in cells)), generator)
+    def real(generation: int, n: int) -> Tensor:
+        return stream_points(stream, generation, len(runs), n, draw_truth, REAL_CHUNK)
+
+    test = real(TEST_STREAM, TEST_SEQUENCES)
+    nan = torch.full((len(runs),), torch.nan, dtype=torch.float64, device=device)
+    history = [{**metrics(truth, source, test, sample_sequences(truth, EVAL_SEQUENCES, generator)),
+                "sampler_entropy": nan, "batch_tail_coverage": nan, "batch_richness": nan, "batch_entropy": nan}]
+    data = RecursiveData(runs, real(1, max(c.real_amount for c in cells)), generator)
     pool = data.first()
+    synthetic = truth.new_zeros(0)
     for generation in range(1, generations + 1):
         if generation > 1:
-            sampling_law = apply_control(table, controls, values, source.stationary).float()
-            pool = data.next(draw_real, lambda n: sample_sequences(sampling_law, n, generator))
-        params = init_params(len(runs), generator, device)
-        draws = torch.rand(STEPS, len(runs), BATCH, generator=generator, device=device)
+            pool = data.next(lambda n: real(generation, n), lambda n: synthetic[:, :n])  # noqa: B023
+        noise = model_noise("neural_lm", seed, generation, device)
+        params = {k: v[seed_index] for k, v in init_params(seeds, noise, device).items()}
+        draws = torch.rand(STEPS, seeds, BATCH, generator=noise, device=device)[:, seed_index]
         table = conditional_table(fit(params, pool.items, pool.counts, draws))
-        history.append(metrics(table, source, test, sample_sequences(table.float(), EVAL_SEQUENCES, generator)))
+        result = metrics(table, source, test, sample_sequences(table, EVAL_SEQUENCES, generator))
+        # The synthetic batch this model hands to the next generation (also at the last generation,
+        # so every model's realised output diversity is reported).
+        sampling_law = apply_control(table, controls, values, source.stationary)
+        synthetic = sample_sequences(sampling_law, most_synthetic, generator)
+        result.update(synthetic_diversity(sampling_law, synthetic, synthetic_counts, source))
+        history.append(result)
 
     stacked = {name: torch.stack([h[name] for h in history], dim=1).double().cpu() for name in history[0]}
     return [{name: v[i * seeds : (i + 1) * seeds] for name, v in stacked.items()} for i in range(len(cells))]

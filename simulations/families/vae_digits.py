@@ -8,6 +8,12 @@ layer is also the feature space for precision / recall / coverage.
 All runs of one call (cells x seeds) are trained at once as ONE batched VAE: every weight tensor has a
 leading run axis and each layer is a batched matmul. Regimes follow simulations/regimes.py through
 neural_lm.RecursiveData, so both neural families build training sets the same way.
+
+Common random numbers, as in neural_lm: real images (training, held-out test and the precision /
+recall reference) come from simulations/sampling.RealStream, and each generation's initial weights,
+minibatch picks and reparameterisation noise are drawn per seed index (neural_lm.model_noise). So
+cells of a batch with the same seed index and real count fit the same generation-1 VAE, and a cell
+is paired with its real-only counterfactual.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from sklearn.datasets import load_digits
 from torch import Tensor
 
 from simulations.cells import Cell
-from simulations.families.neural_lm import Pool, RecursiveData, check_cells, one_cpu_thread
-from simulations.metrics import knn_precision_recall_coverage
+from simulations.families.neural_lm import Pool, RecursiveData, check_cells, model_noise, one_cpu_thread, stream_points
+from simulations.metrics import COVERAGE_RATE, LOG_FLOOR, batch_diversity, knn_precision_recall_coverage
+from simulations.regimes import plan_tensors
+from simulations.sampling import RealStream
 
 # ----------------------------------------------------------------------------------------------
 # The truth: digits with rare classes
@@ -176,7 +184,7 @@ def fit(params: dict[str, Tensor], images: Tensor, counts: Tensor, draws: Tensor
 # ----------------------------------------------------------------------------------------------
 # Sampling, with the diversity controls acting on the latent prior
 
-SUPPORTED_CONTROLS = ("temperature", "top_p")  # the two with a meaning for a continuous latent
+SUPPORTED_CONTROLS = ("temperature", "top_p")  # the two with a meaning for a continuous latent; tau = p = 1 is unbiased
 
 
 def control_values(cells: list[Cell], seeds: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -219,26 +227,50 @@ CLASSIFIED = 2000  # samples per run classified for the class histogram
 MANIFOLD = 400  # real and generated samples per run for precision / recall / coverage (equal sizes)
 NEIGHBOURS = 5
 TEST_IMAGES = 400
+REAL_CHUNK = 64  # real training images are drawn from the stream in chunks of this many (neural_lm.stream_points)
+TEST_STREAM, REFERENCE_STREAM, TRUTH_STREAM = -1, -2, 0  # real streams no training set uses
+
+
+def class_counts(images: Tensor, read: Reader, used: Tensor | None = None) -> Tensor:
+    """Counts [R, 10] float64 of the reader's classes of images [R, n, 64] (only where used [R, n])."""
+    one_hot = F.one_hot(read.classify(images), CLASSES).double()
+    if used is not None:
+        one_hot = one_hot * used[..., None]
+    return one_hot.sum(1)
 
 
 def metrics(samples: Tensor, real: Tensor, test_loss: Tensor, truth: Digits, read: Reader) -> dict[str, Tensor]:
     """Metrics of R samplers from their images `samples` [R, >= CLASSIFIED, 64] (model samples without
     the diversity control, or real draws for entry 0), against real reference images `real` [R, MANIFOLD, 64].
 
-    tail_mass_kept: share of samples the reader classifies into RARE_CLASSES / the true rare share
-        (about 1 for real draws; 0 when the rare classes are no longer generated).
+    The tail is RARE_CLASSES; a sample's class is the reader's. With s_c the share of the CLASSIFIED
+    samples read as class c and p_c the true class probability (simulations.metrics meanings):
+    tail_mass_ratio: sum_rare s_c / sum_rare p_c (two-sided: about 1 for real draws, 0 when the rare
+        classes are no longer generated, above 1 when they are over-produced);
+    tail_mass_abs_log_ratio: |log tail_mass_ratio| (floored at LOG_FLOOR);
+    tail_coverage: share of the rare classes' true mass on rare classes with s_c >= COVERAGE_RATE * p_c
+        (generated at >= 0.1 of their true share);
+    tail_types_lost: rare classes with s_c = 0 (never generated among the CLASSIFIED samples; the
+        reader is about 96 % accurate, so a misread image can hide a loss, or fake a rare class).
     precision, recall, coverage: k-NN precision / recall (arXiv 1904.06991) and coverage (arXiv
         2002.09797) in the reader's hidden-feature space, NEIGHBOURS-th neighbour balls, MANIFOLD each side.
     entropy: entropy (nats) of the reader's class histogram of the samples (ln 10 is uniform).
     test_loss: negative ELBO (nats per image) of held-out real digits, computed by the caller.
     """
-    labels = read.classify(samples[:, :CLASSIFIED])
-    histogram = F.one_hot(labels, CLASSES).double().mean(1)  # [R, 10]
-    tail_mass_kept = histogram[:, truth.rare].sum(1) / truth.rare_share
-    entropy = -(histogram * histogram.clamp_min(1e-300).log()).sum(1)
+    share = class_counts(samples[:, :CLASSIFIED], read) / CLASSIFIED  # [R, 10]
+    p, rare = truth.class_probs, truth.rare
+    ratio = share[:, rare].sum(1) / truth.rare_share
+    covered = (share >= COVERAGE_RATE * p) & rare
     manifold = knn_precision_recall_coverage(read.features(real), read.features(samples[:, :MANIFOLD]), NEIGHBOURS)
-    manifold = {name: v.double() for name, v in manifold.items()}
-    return {"tail_mass_kept": tail_mass_kept, **manifold, "test_loss": test_loss.double(), "entropy": entropy}
+    return {
+        "tail_mass_ratio": ratio,
+        "tail_mass_abs_log_ratio": ratio.clamp_min(LOG_FLOOR).log().abs(),
+        "tail_coverage": (p * covered).sum(1) / truth.rare_share,
+        "tail_types_lost": (rare & (share == 0)).sum(1).double(),
+        **{name: v.double() for name, v in manifold.items()},
+        "test_loss": test_loss.double(),
+        "entropy": -(share * share.clamp_min(1e-300).log()).sum(1),
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -252,6 +284,9 @@ def simulate(cells: list[Cell], generations: int, seeds: int, device: torch.devi
     entry 0 describes the truth (metrics of fresh real draws; test_loss is NaN there, the truth has no
     ELBO), entry g the VAE fitted at generation g (generation 1 on real data only). Synthetic images are
     decoder means of latents drawn under the cell's control; the metrics sample with the plain prior.
+    batch_tail_coverage / batch_richness / batch_entropy at entry g (simulations.metrics.batch_diversity
+    over the reader's classes) describe the synthetic batch VAE g hands to generation g + 1 (drawn at
+    the last generation too); NaN at entry 0 and for runs without synthetic data (ratio 0).
     """
     check_cells(cells, SUPPORTED_CONTROLS)
     with one_cpu_thread(device):
@@ -262,29 +297,42 @@ def _simulate(cells: list[Cell], generations: int, seeds: int, device: torch.dev
     generator = torch.Generator(device=device).manual_seed(seed)
     truth, read = digits(device), reader(device)
     runs = [cell for cell in cells for _ in range(seeds)]
+    seed_index = torch.arange(len(runs), device=device) % seeds
     tau, top_p = control_values(cells, seeds, device)
     ones = torch.ones_like(tau)
+    synthetic_counts = plan_tensors(cells, seeds, device)["synthetic"]
+    most_synthetic = int(synthetic_counts.max())
+    stream = RealStream(seeds, seed, device)
 
-    def draw_real(n: int) -> Tensor:
-        return truth.draw("train", len(runs), n, generator)
+    def real(split: str, generation: int, n: int, chunk: int = REAL_CHUNK) -> Tensor:
+        return stream_points(stream, generation, len(runs), n, lambda k, g: truth.draw(split, seeds, k, g), chunk)
 
-    test = truth.draw("test", len(runs), TEST_IMAGES, generator)
-    test_eps = torch.randn(len(runs), TEST_IMAGES, LATENT, generator=generator, device=device)
-    reference = truth.draw("test", len(runs), MANIFOLD, generator)
-    no_model = torch.full((len(runs),), math.nan, device=device)
-    history = [metrics(draw_real(CLASSIFIED), reference, no_model, truth, read)]
-    data = RecursiveData(runs, draw_real(max(c.real_amount for c in cells)), generator)
+    test = real("test", TEST_STREAM, TEST_IMAGES, TEST_IMAGES)
+    test_noise = model_noise("vae_digits", seed, 0, device)  # generation 0 fits no model: its noise is the test ELBO's
+    test_eps = torch.randn(seeds, TEST_IMAGES, LATENT, generator=test_noise, device=device)[seed_index]
+    reference = real("test", REFERENCE_STREAM, MANIFOLD, MANIFOLD)
+    nan = torch.full((len(runs),), math.nan, dtype=torch.float64, device=device)
+    history = [{**metrics(real("train", TRUTH_STREAM, CLASSIFIED, CLASSIFIED), reference, nan, truth, read),
+                "batch_tail_coverage": nan, "batch_richness": nan, "batch_entropy": nan}]
+    data = RecursiveData(runs, real("train", 1, max(c.real_amount for c in cells)), generator)
     pool: Pool = data.first()
+    synthetic = test[:, :0]
+    used = torch.arange(most_synthetic, device=device) < synthetic_counts[:, None]
     for generation in range(1, generations + 1):
         if generation > 1:
-            pool = data.next(draw_real, lambda n: sample_images(params, n, tau, top_p, generator))
-        params = init_params(len(runs), generator, device)
-        draws = torch.rand(STEPS, len(runs), BATCH, generator=generator, device=device)
-        eps = torch.randn(STEPS, len(runs), BATCH, LATENT, generator=generator, device=device)
+            pool = data.next(lambda n: real("train", generation, n), lambda n: synthetic[:, :n])  # noqa: B023
+        noise = model_noise("vae_digits", seed, generation, device)
+        params = {k: v[seed_index] for k, v in init_params(seeds, noise, device).items()}
+        draws = torch.rand(STEPS, seeds, BATCH, generator=noise, device=device)[:, seed_index]
+        eps = torch.randn(STEPS, seeds, BATCH, LATENT, generator=noise, device=device)[:, seed_index]
         params = fit(params, pool.items, pool.counts, draws, eps)
         with torch.no_grad():
             test_loss = negative_elbo(params, test, test_eps).mean(1)
-        history.append(metrics(sample_images(params, CLASSIFIED, ones, ones, generator), reference, test_loss, truth, read))
+        result = metrics(sample_images(params, CLASSIFIED, ones, ones, generator), reference, test_loss, truth, read)
+        # The synthetic batch this VAE hands to the next generation, drawn under the cell's control.
+        synthetic = sample_images(params, most_synthetic, tau, top_p, generator)
+        result.update(batch_diversity(class_counts(synthetic, read, used), truth.class_probs, truth.rare))
+        history.append(result)
 
     stacked = {name: torch.stack([h[name] for h in history], dim=1).double().cpu() for name in history[0]}
     return [{name: v[i * seeds : (i + 1) * seeds] for name, v in stacked.items()} for i in range(len(cells))]
