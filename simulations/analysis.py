@@ -59,12 +59,13 @@ class Estimate(BaseModel):
     seeds: int
 
     @classmethod
-    def of(cls, values: np.ndarray) -> Estimate:
+    def of(cls, values: np.ndarray) -> Estimate | None:
+        """None when no seed gave a finite value (nothing to estimate)."""
         values = values[np.isfinite(values)]
-        if len(values) == 0:
-            return cls(mean=math.nan, ci=(math.nan, math.nan), median=math.nan, seeds=0)
+        if len(values) < 2:
+            return None
         mean = float(values.mean())
-        se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.inf
+        se = float(values.std(ddof=1) / math.sqrt(len(values)))
         return cls(mean=mean, ci=(mean - Z95 * se, mean + Z95 * se), median=float(np.median(values)), seeds=len(values))
 
     def text(self, digits: int = 2) -> str:
@@ -76,15 +77,17 @@ class CellEffect(BaseModel):
     regime: str
     hold: str
     ratio: float
-    synthetic_per_real: float  # S / R
+    synthetic_per_real: float | None  # S / R; None for replace (no real data after generation 1)
     diversity_control: str
     diversity: float
     real_amount: int
     samples: int
-    relative_tail_mass: Estimate  # vs same_real
-    tail_coverage_change: Estimate  # cell - same_real
-    forward_kl_change_same_real: Estimate
-    forward_kl_change_same_total: Estimate | None  # None: the counterfactual is the same cell (ratio 0)
+    # None where no seed gave a finite value; forward_kl_change_same_total also where the two
+    # counterfactuals coincide (replace).
+    relative_tail_mass: Estimate | None  # vs same_real
+    tail_coverage_change: Estimate | None  # cell - same_real
+    forward_kl_change_same_real: Estimate | None
+    forward_kl_change_same_total: Estimate | None
     stationary: bool
 
 
@@ -222,7 +225,7 @@ def _analyse(runs: list[CellRuns], generations: int, tolerance: float, seed: int
     scale = _scale_tests(paired, tolerance, rng)
     stationarity = _stationarity(effects, generations, window)
     headline = {regime: HELD_FIXED[regime] for regime in HEADLINE_REGIMES if any(e.regime == regime and e.hold == "real" for e in effects)}
-    notes = _notes(effects, stationarity)
+    notes = _notes(effects, stationarity) + _missed_targets(runs, window)
     return SimAnalysis(
         response=(
             "relative_tail_mass: the model's probability mass on the true tail over that of the real-only model "
@@ -241,8 +244,8 @@ def _analyse(runs: list[CellRuns], generations: int, tolerance: float, seed: int
     )
 
 
-def _synthetic_per_real(cell: Cell) -> float:
-    return math.inf if cell.ratio >= 1 else cell.ratio / (1 - cell.ratio)
+def _synthetic_per_real(cell: Cell) -> float | None:
+    return None if cell.ratio >= 1 else cell.ratio / (1 - cell.ratio)
 
 
 def _is_stationary(values: np.ndarray, generations: int) -> bool:
@@ -343,13 +346,32 @@ def _notes(effects: list[CellEffect], stationarity: list[Stationarity]) -> list[
     return notes
 
 
+MATCH_TOLERANCE = 0.05  # nats: a matched-entropy sampler further than this from its target missed it
+
+
+def _missed_targets(runs: list[CellRuns], window: slice) -> list[str]:
+    """Matched-entropy cells whose sampler could not reach the target (said, never clamped silently)."""
+    notes = []
+    for r in runs:
+        if r.cell.diversity_control != "matched" or r.cell.ratio == 0 or "sampler_entropy" not in r.metrics:
+            continue
+        reached = float(np.nanmean(r.metrics["sampler_entropy"][:, window]))
+        if abs(reached - r.cell.diversity) > MATCH_TOLERANCE:
+            notes.append(f"{r.cell.regime}, share {r.cell.ratio:g}, R = {r.cell.real_amount}: the matched entropy target "
+                         f"{r.cell.diversity:g} nats was missed (the sampler reached {reached:.2f}; the model's support "
+                         "bounds what any temperature can reach).")
+    return notes
+
+
 def _bias_label(control: str, value: float) -> str:
     unbiased = UNBIASED.get(control)
     name = control.replace("_", "-")
-    if unbiased is not None and value == unbiased:
+    if unbiased is None:
+        return f"{name} {value:g}"
+    if value == unbiased:
         return f"the unbiased sampler ({name} {value:g})"
-    direction = "sharpened" if (value < unbiased if MORE_IS_DIVERSE.get(control, True) else value > unbiased) else "flattened"
-    return f"a {direction} sampler ({name} {value:g})" if unbiased is not None else f"{name} {value:g}"
+    sharpening = value < unbiased if MORE_IS_DIVERSE.get(control, True) else value > unbiased
+    return f"a {'sharpened' if sharpening else 'flattened'} sampler ({name} {value:g})"
 
 
 def _range(values: list[float], digits: int = 2) -> str:

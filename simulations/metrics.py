@@ -21,6 +21,7 @@ Collapse metrics (the same names in every family that has them):
   E_{x ~ p | tail}[log p(x) / q(x)], the extra log-loss on true tail samples.
 - reverse_kl: KL(q || p), mode-seeking: it rewards a model that collapsed onto the head, so it is
   never used as a collapse measure; kept only under this name.
+- unseen_mass: true mass of the types the model gives no probability (V7's test error E(T)).
 - types_kept (size of the model's support), gini_simpson (1 - sum q^2), entropy (nats, of the model), tv (total variation), test_loss (cross-entropy of the truth under
   the smoothed model = H(p) + forward_kl for discrete families; held-out real negative
   log-likelihood for densities).
@@ -96,6 +97,7 @@ def discrete_metrics(
         "forward_kl": (p_log_p.sum(-1) * w).sum() - cross,
         "tail_forward_kl": ((p_log_p * tail).sum(-1) * w).sum() / true_tail - against(log_smoothed, tail_p) / true_tail,
         "reverse_kl": torch.einsum("bsv,s->b", q_log_q, w) - against(model, log_p),
+        "unseen_mass": against(1 - present, truth),
         "types_kept": torch.einsum("bsv,s->b", present, w),
         "gini_simpson": 1 - torch.einsum("bsv,s->b", model**2, w),
         "entropy": -torch.einsum("bsv,s->b", q_log_q, w),
@@ -107,8 +109,9 @@ def discrete_metrics(
 def density_metrics(log_q: torch.Tensor, log_p: torch.Tensor, tail: torch.Tensor, dx: float) -> dict[str, torch.Tensor]:
     """Model log-densities log_q [B, G] against the truth's log_p [G] on an even 1-D grid of step dx.
 
-    `tail` [G] marks the grid points in the true tail region. Integrals are Riemann sums; choose
-    the grid so both densities are negligible beyond it.
+    `tail` [G] marks the grid points in the true tail region. Integrals are midpoint sums: put the
+    points at cell midpoints with the tail's boundary on a cell edge (error O(dx^2)), and choose the
+    range so both densities are negligible beyond it.
     """
     p, q = log_p.exp(), log_q.exp()
     true_tail = (p * tail).sum() * dx

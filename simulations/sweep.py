@@ -168,13 +168,16 @@ class SweepConfig(BaseModel):
         return list(grid)
 
     def cells(self) -> list[tuple[Cell, Hold]]:
-        """The design plus every cell's real-only counterfactuals (run in the same batch, paired)."""
+        """The design plus every cell's real-only counterfactuals (run in the same batch, paired), in
+        a canonical order: listing regimes or values differently changes no random draw."""
         grid = dict.fromkeys(self.design())
         for cell, _ in list(grid):
             if cell.ratio > 0:
                 for counterfactual in counterfactual_cells(cell, samples_per_generation(cell)):
                     grid.setdefault((counterfactual, "real"), None)
-        return list(grid)
+        families = {f: i for i, f in enumerate(self.families)}
+        return sorted(grid, key=lambda ch: (families[ch[0].family], ch[0].regime, ch[1], ch[0].ratio, ch[0].diversity,
+                                            ch[0].real_amount, ch[0].samples))
 
     def digest(self) -> str:
         return hashlib.sha256((CACHE_VERSION + self.model_dump_json()).encode()).hexdigest()[:16]
