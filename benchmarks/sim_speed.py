@@ -21,7 +21,7 @@ import torch
 from simulations.cells import Cell
 from simulations.families import categorical, gaussian, linear_regression, markov
 from simulations.families.gaussian import _metrics as gaussian_metrics
-from simulations.metrics import categorical_metrics, miller_madow, tail_types
+from simulations.metrics import batch_diversity, discrete_metrics, tail_types
 from simulations.regimes import data_plan
 
 REGIMES = (("replace", 1.0), ("fresh", 0.5), ("fresh", 0.9), ("accumulate", 0.5), ("accumulate", 1.0))
@@ -52,9 +52,9 @@ def categorical_loop(cell: Cell, generations: int, gen: torch.Generator, vocab=1
     history = []
     for g in range(1, generations + 1):
         model = train / train.sum()
-        metrics = categorical_metrics(model.unsqueeze(0), truth, tail)
+        metrics = discrete_metrics(model.unsqueeze(0), truth, tail)
         synthetic = counts(model, plan.synthetic)
-        metrics["synthetic_entropy"] = miller_madow(synthetic.unsqueeze(0))
+        metrics.update(batch_diversity(synthetic.unsqueeze(0), truth, tail))
         history.append(metrics)
         if g < generations:
             pool = _mix(plan, pool, synthetic + counts(truth, plan.fresh_real), first)
@@ -97,7 +97,7 @@ def regression_loop(cell: Cell, generations: int, gen: torch.Generator, dim=10) 
 
 def markov_loop(cell: Cell, generations: int, seed: int) -> float:
     (run,) = markov.simulate([cell], generations, 1, torch.device("cpu"), seed)
-    return float(run["tail_mass_kept"][0, -1])
+    return float(run["tail_mass_ratio"][0, -1])
 
 
 def best_time(fn, repeats: int) -> float:
