@@ -10,6 +10,8 @@ Families import from here, never from each other.
   per (seed index, generation). So the real-only counterfactual of a cell, at the same real count
   or at a larger total, sees exactly the cell's real data (plus more): differences between cells
   are paired, and what remains is the effect of the synthetic data.
+- `stream_points` / `model_noise`: the same pairing for point data drawn in chunks and for a
+  neural model's own randomness (initial weights, minibatches).
 - `stack_runs`: per-generation metric dicts -> per cell, name -> [seeds, generations + 1].
 """
 
@@ -143,6 +145,31 @@ class RealStream:
         seed_index = torch.arange(len(n), device=n.device) % self.seeds
         used = torch.arange(n_max, device=n.device) < n.unsqueeze(-1)
         return points[seed_index], used
+
+
+def stream_points(
+    stream: RealStream, generation: int, runs: int, n: int, draw: Callable[[int, torch.Generator], torch.Tensor], chunk: int
+) -> torch.Tensor:
+    """[runs, n, *item]: the first n real points of each run's seed-index stream at `generation`
+    (RealStream.prefix; run r has seed index r % seeds). draw(k, generator) returns [seeds, k, *item]
+    i.i.d. points; it is called on fixed chunks of `chunk` points one after another, so the first n
+    points of a stream are the same whatever n, and whatever other runs of the batch take."""
+
+    def chunked(n_max: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.cat([draw(chunk, generator) for _ in range(-(-n_max // chunk))], dim=1)[:, :n_max]
+
+    device = stream.device
+    return stream.prefix(generation, torch.full((runs,), n, device=device), chunked)[0][:, :n]
+
+
+def model_noise(family: str, seed: int, generation: int, device: torch.device) -> torch.Generator:
+    """The generator of one generation's model randomness (initial weights, minibatch picks, ...),
+    keyed by (family, seed, generation) only. Families draw it for `seeds` rows and give run r row
+    r % seeds, so runs with the same seed index start from the same weights and see the same
+    optimiser noise in every cell of a batch: with the real data (stream_points), a cell and its
+    real-only counterfactual fit the same generation-1 model, and later differences come from the data."""
+    digest = hashlib.sha256(f"{family}/model-noise/{seed}/{generation}".encode()).digest()
+    return torch.Generator(device).manual_seed(int.from_bytes(digest[:7], "little"))
 
 
 def stack_runs(per_generation: list[dict[str, torch.Tensor]], n_cells: int, seeds: int) -> list[dict[str, torch.Tensor]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path

@@ -16,7 +16,7 @@ CPU = torch.device("cpu")
 COLLAPSE = {"tail_mass_ratio", "tail_mass_abs_log_ratio", "tail_coverage", "tail_types_lost"}
 BATCH = {"batch_tail_coverage", "batch_richness", "batch_entropy"}  # the realised synthetic batch
 LM_METRICS = COLLAPSE | BATCH | {
-    "forward_kl", "tail_forward_kl", "reverse_kl", "types_kept", "gini_simpson", "entropy", "tv", "test_loss",
+    "forward_kl", "tail_forward_kl", "reverse_kl", "unseen_mass", "types_kept", "gini_simpson", "entropy", "tv", "test_loss",
     "distinct_2", "sampler_entropy",
 }
 VAE_METRICS = COLLAPSE | BATCH | {"precision", "recall", "coverage", "test_loss", "entropy"}

@@ -14,7 +14,13 @@ from simulations.cells import Cell
 from simulations.device import resolve_device
 from simulations.diversity import apply_control, entropy
 from simulations.families import categorical, gaussian
-from simulations.metrics import COLLAPSE_METRICS, density_metrics, discrete_metrics, tail_types, xlogy, SMOOTHING
+from simulations.metrics import (
+    SMOOTHING,
+    density_metrics,
+    discrete_metrics,
+    tail_types,
+    xlogy,
+)
 from simulations.sampling import RealStream, sample_counts, zipf
 from simulations.sweep import SweepConfig, run_sweep
 

@@ -15,7 +15,13 @@ from simulations.cells import Cell
 from simulations.diversity import apply_control, dedup_counts
 from simulations.metrics import batch_diversity, discrete_metrics, entropy, tail_types
 from simulations.regimes import plan_tensors
-from simulations.sampling import RealStream, resample_counts, sample_counts, stack_runs, zipf
+from simulations.sampling import (
+    RealStream,
+    resample_counts,
+    sample_counts,
+    stack_runs,
+    zipf,
+)
 
 
 def simulate(

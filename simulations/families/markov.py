@@ -20,9 +20,21 @@ import torch
 
 from simulations.cells import Cell
 from simulations.diversity import apply_control
-from simulations.metrics import batch_diversity, discrete_metrics, distinct_n, entropy, tail_types
+from simulations.metrics import (
+    batch_diversity,
+    discrete_metrics,
+    distinct_n,
+    entropy,
+    tail_types,
+)
 from simulations.regimes import plan_tensors
-from simulations.sampling import RealStream, draw_indices, resample_counts, sample_counts, stack_runs
+from simulations.sampling import (
+    RealStream,
+    draw_indices,
+    resample_counts,
+    sample_counts,
+    stack_runs,
+)
 
 SUPPORTED_CONTROLS = ("temperature", "top_p", "top_k", "tail_resample", "matched")
 

@@ -24,10 +24,7 @@ fit the same generation-1 model; the synthetic samples and the metrics' own samp
 
 from __future__ import annotations
 
-import hashlib
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -35,10 +32,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from simulations.cells import Cell
-from simulations.diversity import CONTROLS, apply_control, check_control
+from simulations.diversity import CONTROLS, apply_control
 from simulations.metrics import batch_diversity, discrete_metrics, distinct_n, entropy
-from simulations.regimes import data_plan, plan_tensors
-from simulations.sampling import RealStream, zipf
+from simulations.neural import RecursiveData, check_cells, one_cpu_thread
+from simulations.regimes import plan_tensors
+from simulations.sampling import RealStream, model_noise, stream_points, zipf
 
 # ----------------------------------------------------------------------------------------------
 # The language: a fixed order-k Markov source with known transitions
@@ -191,105 +189,11 @@ def fit(params: dict[str, Tensor], sequences: Tensor, counts: Tensor, draws: Ten
 UNSUPPORTED_CONTROLS = ("dedup",)  # capping copies of a type has no meaning for whole sequences
 
 
-def check_cells(cells: list[Cell], supported: tuple[str, ...]) -> None:
-    """ValueError for a cell this family cannot run: bad regime / ratio / control value, or a control
-    outside `supported`."""
-    for cell in cells:
-        data_plan(cell)
-        check_control(cell.diversity_control, cell.diversity)
-        if cell.diversity_control not in supported:
-            raise ValueError(
-                f"diversity control {cell.diversity_control!r} is not supported by the {cell.family} family; "
-                f"use one of {', '.join(supported)}"
-            )
-
-
 def run_controls(cells: list[Cell], seeds: int, device: torch.device) -> tuple[list[str], Tensor]:
     """Per-run control names and values (run r = cell r // seeds)."""
     controls = [c.diversity_control for c in cells for _ in range(seeds)]
     values = torch.tensor([c.diversity for c in cells], dtype=torch.float64, device=device).repeat_interleave(seeds)
     return controls, values
-
-
-# ----------------------------------------------------------------------------------------------
-# Regimes: which data generation g >= 2 trains on, by simulations/regimes.py's per-run DataPlan
-# (shared with vae_digits.py)
-
-
-@dataclass
-class Pool:
-    items: Tensor  # [R, capacity, *item]; row i of run r is data only when i < counts[r]
-    counts: Tensor  # [R] long
-
-
-def pack(parts: list[Tensor]) -> Pool:
-    """Per-run item tensors of different lengths -> one padded batch."""
-    counts = torch.tensor([len(p) for p in parts], device=parts[0].device)
-    items = parts[0].new_zeros((len(parts), int(counts.max()), *parts[0].shape[1:]))
-    for r, p in enumerate(parts):
-        items[r, : len(p)] = p
-    return Pool(items, counts)
-
-
-class RecursiveData:
-    """The training set of each run, generation by generation, following its cell's DataPlan:
-    new data = `synthetic` samples of the previous model + `fresh_real` real ones; the pool is the new
-    data (or everything so far with keep_history); fixed_real adds the generation-1 real data back;
-    `subsample` > 0 trains on that many draws (with replacement) from the pool."""
-
-    def __init__(self, runs: list[Cell], first_real: Tensor, generator: torch.Generator):
-        self.plans = [data_plan(c) for c in runs]
-        self.generator = generator
-        self.first_real = [first_real[r, : plan.first_real] for r, plan in enumerate(self.plans)]
-        self.pool = list(self.first_real)
-
-    def first(self) -> Pool:
-        return pack(self.first_real)
-
-    def next(self, draw_real: Callable[[int], Tensor], draw_synthetic: Callable[[int], Tensor]) -> Pool:
-        """draw_*(n) -> [R, n, *item] samples for every run; each run takes the counts its plan names."""
-        real = self._draw(draw_real, max(p.fresh_real for p in self.plans))
-        synthetic = self._draw(draw_synthetic, max(p.synthetic for p in self.plans))
-        parts = []
-        for r, plan in enumerate(self.plans):
-            new = torch.cat([synthetic[r, : plan.synthetic], real[r, : plan.fresh_real]])
-            self.pool[r] = torch.cat([self.pool[r], new]) if plan.keep_history else new
-            train = torch.cat([self.pool[r], self.first_real[r]]) if plan.reuse_real_pool else self.pool[r]
-            if plan.subsample:
-                train = train[torch.randint(len(train), (plan.subsample,), generator=self.generator, device=train.device)]
-            parts.append(train)
-        return pack(parts)
-
-    def _draw(self, draw: Callable[[int], Tensor], n: int) -> Tensor:
-        if n > 0:
-            return draw(n)
-        empty = self.first_real[0][:0]
-        return empty.expand(len(self.plans), *empty.shape)
-
-
-def stream_points(
-    stream: RealStream, generation: int, runs: int, n: int, draw: Callable[[int, torch.Generator], Tensor], chunk: int
-) -> Tensor:
-    """[runs, n, *item]: the first n real points of each run's seed-index stream at `generation`
-    (RealStream.prefix; run r has seed index r % seeds). draw(k, generator) returns [seeds, k, *item]
-    i.i.d. points; it is called on fixed chunks of `chunk` points one after another, so the first n
-    points of a stream are the same whatever n, and whatever other runs of the batch take."""
-
-    def chunked(n_max: int, generator: torch.Generator) -> Tensor:
-        return torch.cat([draw(chunk, generator) for _ in range(-(-n_max // chunk))], dim=1)[:, :n_max]
-
-    device = stream.device
-    return stream.prefix(generation, torch.full((runs,), n, device=device), chunked)[0][:, :n]
-
-
-def model_noise(family: str, seed: int, generation: int, device: torch.device) -> torch.Generator:
-    """The generator of one generation's model randomness (initial weights, minibatch picks, ...),
-    keyed by (family, seed, generation) only. Families draw it for `seeds` rows and give run r row
-    r % seeds, so runs with the same seed index start from the same weights and see the same
-    optimiser noise in every cell of a batch: with the real data (stream_points), a cell and its
-    real-only counterfactual fit the same generation-1 model, and later differences come from the data."""
-    digest = hashlib.sha256(f"{family}/model-noise/{seed}/{generation}".encode()).digest()
-    return torch.Generator(device).manual_seed(int.from_bytes(digest[:7], "little"))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -345,22 +249,6 @@ def synthetic_diversity(
 
 # ----------------------------------------------------------------------------------------------
 # The recursive-training loop
-
-
-@contextmanager
-def one_cpu_thread(device: torch.device) -> Iterator[None]:
-    """Run torch on one intra-op thread while simulating on CPU. These ops are too small to gain from
-    splitting, and on a shared machine every op of a 2-thread pool waits for a busy core: measured 6x
-    slower on 2 shared cores. Runs are parallel through batching (and a process pool for sweeps)."""
-    if torch.device(device).type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def simulate(cells: list[Cell], generations: int, seeds: int, device: torch.device, seed: int) -> list[dict[str, Tensor]]:

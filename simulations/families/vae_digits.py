@@ -28,10 +28,15 @@ from sklearn.datasets import load_digits
 from torch import Tensor
 
 from simulations.cells import Cell
-from simulations.families.neural_lm import Pool, RecursiveData, check_cells, model_noise, one_cpu_thread, stream_points
-from simulations.metrics import COVERAGE_RATE, LOG_FLOOR, batch_diversity, knn_precision_recall_coverage
+from simulations.metrics import (
+    COVERAGE_RATE,
+    LOG_FLOOR,
+    batch_diversity,
+    knn_precision_recall_coverage,
+)
+from simulations.neural import Pool, RecursiveData, check_cells, one_cpu_thread
 from simulations.regimes import plan_tensors
-from simulations.sampling import RealStream
+from simulations.sampling import RealStream, model_noise, stream_points
 
 # ----------------------------------------------------------------------------------------------
 # The truth: digits with rare classes
@@ -227,7 +232,7 @@ CLASSIFIED = 2000  # samples per run classified for the class histogram
 MANIFOLD = 400  # real and generated samples per run for precision / recall / coverage (equal sizes)
 NEIGHBOURS = 5
 TEST_IMAGES = 400
-REAL_CHUNK = 64  # real training images are drawn from the stream in chunks of this many (neural_lm.stream_points)
+REAL_CHUNK = 64  # real training images are drawn from the stream in chunks of this many (sampling.stream_points)
 TEST_STREAM, REFERENCE_STREAM, TRUTH_STREAM = -1, -2, 0  # real streams no training set uses
 
 
