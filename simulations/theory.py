@@ -102,3 +102,44 @@ def fresh_fixed_point(truth: np.ndarray, rho: float, tau: float, tol: float = 1e
 def fresh_fixed_point_tail_mass_ratio(truth: np.ndarray, tail: np.ndarray, rho: float, tau: float) -> float:
     """tail_mass_ratio of the V12 fixed point: its mass on the true tail over the truth's."""
     return float(fresh_fixed_point(truth, rho, tau)[tail].sum() / truth[tail].sum())
+
+
+# V9 at finite n: the leading 1/n term of the biased-label error (derivation in the docstring).
+def biased_synthetic_error_mean(p: float, delta: float, sigma2: float, d: int, n: int) -> float:
+    """E||w - w*||^2 of OLS on n Gaussian rows, a share p labelled by w* + delta u, to order 1/n.
+
+    w - w* = G^-1 G_s delta u + noise, with G = G_r + G_s the Gram matrices of the real and biased
+    rows. E[G^-1 G_s] = p I exactly (every row contributes alike), and the fluctuation of G^-1 G_s u
+    about p u has E||.||^2 = p (1 - p) (d + 1) / n + O(n^-2) (Wishart entries: variance 2 on the
+    diagonal, 1 off it). So the floor p^2 delta^2 is approached from above at rate 1/n.
+    """
+    return biased_synthetic_floor(p, delta, sigma2, d, n) + p * (1 - p) * (d + 1) * delta**2 / n
+
+
+# V10: a temperature tau on the synthetic draws of a Gaussian refit, truth N(0, 1), large M.
+def fresh_biased_variance(rho: float, tau: float) -> float:
+    """Stationary variance of s_{t+1} = (1 - rho) + rho tau^2 s_t (share rho synthetic, fresh real
+    otherwise); infinite when rho tau^2 >= 1."""
+    return (1 - rho) / (1 - rho * tau**2) if rho * tau**2 < 1 else math.inf
+
+
+def fresh_biased_variance_path(rho: float, tau: float, g: int) -> float:
+    """The same recursion's variance at generation g, from the real-data fit s_1 = 1."""
+    s = 1.0
+    for _ in range(g - 1):
+        s = (1 - rho) + rho * tau**2 * s
+    return s
+
+
+def fixed_pool_biased_variance(lam: float, tau: float) -> float:
+    """Stationary variance of s_{t+1} = (1 + lam tau^2 s_t) / (1 + lam) (a fixed real pool plus lam
+    times as many synthetic samples); infinite when lam (tau^2 - 1) >= 1."""
+    return 1 / (1 - lam * (tau**2 - 1)) if lam * (tau**2 - 1) < 1 else math.inf
+
+
+def fixed_pool_biased_variance_path(lam: float, tau: float, g: int) -> float:
+    """The same recursion's variance at generation g, from the real-data fit s_1 = 1."""
+    s = 1.0
+    for _ in range(g - 1):
+        s = (1 + lam * tau**2 * s) / (1 + lam)
+    return s

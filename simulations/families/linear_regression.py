@@ -4,9 +4,18 @@ Gerstgrasser et al.) and V9 (a constant fraction of biased synthetic labels, Doh
 Truth: y = x . w* + sigma e, rows x ~ N(0, I_d). A synthetic row is labelled by the previous fit
 (y = x . w_{g-1} + tau sigma e, tau the temperature control, 1 by default). The training set of a
 run is kept as (X^T X, X^T y), which is additive, so accumulate regimes are exact OLS on the union.
-With `reuse_design` every block reuses one design X per run (the setting where V4's formula is
-exact); otherwise each block's statistics are drawn directly (Wishart), whatever its row count.
-test_loss is the excess test error ||w_g - w*||^2.
+Real rows come from a `RealStream` (common random numbers: every cell with the same seed index sees
+the same real rows). With `reuse_design` every block reuses one design X per seed index (the
+setting where V4's formula is exact; the stream's generation 0 holds it, each generation's real
+label noise comes from that generation's stream); otherwise each block's statistics are drawn
+directly (Wishart), whatever its row count.
+
+Metrics (there is no tail: a linear model has no rare types or regions):
+
+- test_loss: the excess test error ||w_g - w*||^2 (E over x ~ N(0, I) of (x . (w_g - w*))^2).
+- forward_kl: KL between the true and the model predictive distributions of y given x, both
+  Gaussian with noise sd sigma, averaged over x ~ N(0, I): ||w_g - w*||^2 / (2 sigma^2). With equal
+  noise the divergence is symmetric, so there is no separate reverse_kl.
 """
 
 from __future__ import annotations
@@ -14,17 +23,18 @@ from __future__ import annotations
 import torch
 
 from simulations.cells import Cell
-from simulations.families.categorical import stack_runs
 from simulations.regimes import plan_tensors
-
-
-def _design(batch: int, rows: int, dim: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    return torch.randn(batch, rows, dim, generator=gen, device=device, dtype=torch.float64)
+from simulations.sampling import RealStream, stack_runs
 
 
 def _gram(x: torch.Tensor, y: torch.Tensor, used: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     xm = x * used.unsqueeze(-1)
     return xm.transpose(1, 2) @ xm, (xm.transpose(1, 2) @ y.unsqueeze(-1)).squeeze(-1)
+
+
+def _metrics(w: torch.Tensor, w_true: torch.Tensor, noise: float) -> dict[str, torch.Tensor]:
+    error = ((w - w_true) ** 2).sum(-1)
+    return {"test_loss": error, "forward_kl": error / (2 * noise**2)}
 
 
 def simulate(
@@ -45,35 +55,61 @@ def simulate(
     tau = torch.tensor([c.diversity for c in cells], dtype=torch.float64, device=device).repeat_interleave(seeds)
     batch = len(cells) * seeds
     gen = torch.Generator(device).manual_seed(seed)
+    real = RealStream(seeds, seed, device)
     w_true = torch.zeros(batch, dim, dtype=torch.float64, device=device)
     w_true[:, 0] = 1.0  # the error depends on w* only through ||w*||, not its direction
-    n_max = int(torch.stack([plan["first_real"], plan["synthetic"], plan["fresh_real"]]).max())
-    fixed_x = _design(batch, n_max, dim, gen, device) if reuse_design else None
-
-    def block(w: torch.Tensor, n: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if not reuse_design and bool(((n == 0) | (n >= dim)).all()):
-            return _wishart_block(w, n, noise * scale, gen)
-        x = fixed_x if reuse_design else _design(batch, n_max, dim, gen, device)
-        e = torch.randn(batch, n_max, generator=gen, device=device, dtype=torch.float64)
-        y = (x @ w.unsqueeze(-1)).squeeze(-1) + noise * scale.unsqueeze(-1) * e
-        return _gram(x, y, torch.arange(n_max, device=device) < n.unsqueeze(-1))
-
     ones = torch.ones_like(tau)
-    real_pool = block(w_true, plan["first_real"], ones)
+    if reuse_design:
+        rows = torch.stack([plan["first_real"], plan["synthetic"], plan["fresh_real"]]).max(0).values
+        design, _ = real.prefix(0, rows, lambda n, g: torch.randn(seeds, n, dim, generator=g, dtype=torch.float64, device=device))
+
+    def block(w: torch.Tensor, n: torch.Tensor, label_noise: torch.Tensor, e: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(X^T X, X^T y) of the first n[b] rows of the reused design, labelled by w plus noise e."""
+        if e is None:
+            e = torch.randn(batch, design.shape[1], generator=gen, device=device, dtype=torch.float64)
+        x = design[:, : e.shape[1]]
+        y = (x @ w.unsqueeze(-1)).squeeze(-1) + noise * label_noise.unsqueeze(-1) * e
+        return _gram(x, y, torch.arange(e.shape[1], device=device) < n.unsqueeze(-1))
+
+    def draw_real(generation: int, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if reuse_design:
+            e, _ = real.prefix(generation, n, lambda k, g: torch.randn(seeds, k, generator=g, dtype=torch.float64, device=device))
+            return block(w_true, n, ones, e)
+        return real.additive(generation, n, lambda k, g: _regression_stats(w_true[: len(k)], k, noise * ones[: len(k)], g))
+
+    def draw_synthetic(w: torch.Tensor, n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return block(w, n, tau, None) if reuse_design else _regression_stats(w, n, noise * tau, gen)
+
+    real_pool = draw_real(1, plan["first_real"])
     pool = train = real_pool
-    per_generation = [{"test_loss": torch.zeros(batch, dtype=torch.float64, device=device)}]
+    per_generation = [_metrics(w_true, w_true, noise)]
     for g in range(1, generations + 1):
         w = torch.linalg.solve(train[0], train[1])
-        per_generation.append({"test_loss": ((w - w_true) ** 2).sum(-1)})
+        per_generation.append(_metrics(w, w_true, noise))
         if g == generations:
             break
-        synthetic, fresh = block(w, plan["synthetic"], tau), block(w_true, plan["fresh_real"], ones)
+        synthetic, fresh = draw_synthetic(w, plan["synthetic"]), draw_real(g + 1, plan["fresh_real"])
         new = (synthetic[0] + fresh[0], synthetic[1] + fresh[1])
         keep, reuse = plan["keep_history"], plan["reuse_real_pool"]
         pool = tuple(torch.where(_rows(keep, a), a + b, b) for a, b in zip(pool, new))
         pool = tuple(torch.where(_rows(reuse, a), a + r, a) for a, r in zip(pool, real_pool))
         train = pool
     return stack_runs(per_generation, len(cells), seeds)
+
+
+def _regression_stats(w: torch.Tensor, n: torch.Tensor, noise: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(X^T X, X^T y) of n[b] fresh rows labelled by w[b] with noise sd noise[b]: Wishart blocks for
+    n >= d (any n, O(d^2)), explicit rows for 0 < n < d (where the Bartlett form does not apply)."""
+    gram, moment = _wishart_block(w, n, noise, gen)
+    dim = w.shape[-1]
+    small = ((n > 0) & (n < dim)).nonzero().squeeze(-1)
+    if len(small):
+        n_max = int(n[small].max())
+        x = torch.randn(len(small), n_max, dim, generator=gen, device=w.device, dtype=w.dtype)
+        e = torch.randn(len(small), n_max, generator=gen, device=w.device, dtype=w.dtype)
+        y = (x @ w[small].unsqueeze(-1)).squeeze(-1) + noise[small].unsqueeze(-1) * e
+        gram[small], moment[small] = _gram(x, y, torch.arange(n_max, device=w.device) < n[small].unsqueeze(-1))
+    return gram, moment
 
 
 def _wishart_block(w: torch.Tensor, n: torch.Tensor, noise: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,17 +135,19 @@ def _rows(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def biased_synthetic_error(
     n: int, dim: int, fraction: float, delta: float, noise: float, seeds: int, device: torch.device, seed: int
 ) -> torch.Tensor:
-    """V9: ||w - w*||^2 of OLS on n rows, a share `fraction` labelled by w* + delta u; shape [seeds]."""
+    """V9: ||w - w*||^2 of OLS on n rows, a share `fraction` labelled by w* + delta u; shape [seeds].
+
+    The real and the biased rows are two independent blocks of exact (X^T X, X^T y) statistics, so
+    the cost does not grow with n.
+    """
     gen = torch.Generator(device).manual_seed(seed)
     w_true = torch.zeros(seeds, dim, dtype=torch.float64, device=device)
     w_true[:, 0] = 1.0
-    u = torch.zeros_like(w_true)
-    u[:, 1] = 1.0
+    w_biased = w_true.clone()
+    w_biased[:, 1] = delta  # w* + delta u with u the unit vector e_1
     synthetic_rows = round(fraction * n)
-    w_rows = torch.cat([w_true.unsqueeze(1).expand(-1, n - synthetic_rows, -1),
-                        (w_true + delta * u).unsqueeze(1).expand(-1, synthetic_rows, -1)], dim=1)
-    x = _design(seeds, n, dim, gen, device)
-    y = (x * w_rows).sum(-1) + noise * torch.randn(seeds, n, generator=gen, device=device, dtype=torch.float64)
-    gram, moment = _gram(x, y, torch.ones(seeds, n, dtype=torch.bool, device=device))
-    w = torch.linalg.solve(gram, moment)
+    sd = torch.full((seeds,), noise, dtype=torch.float64, device=device)
+    real = _regression_stats(w_true, torch.full((seeds,), n - synthetic_rows, device=device), sd, gen)
+    biased = _regression_stats(w_biased, torch.full((seeds,), synthetic_rows, device=device), sd, gen)
+    w = torch.linalg.solve(real[0] + biased[0], real[1] + biased[1])
     return ((w - w_true) ** 2).sum(-1).cpu()
