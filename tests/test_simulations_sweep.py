@@ -13,7 +13,7 @@ from simulations.analysis import CellRuns, SimAnalysis, _interpolated_crossing, 
 from simulations.cells import Cell
 from simulations.device import resolve_device
 from simulations.diversity import apply_control, entropy
-from simulations.families import categorical, gaussian
+from simulations.families import categorical, gaussian, markov
 from simulations.metrics import (
     SMOOTHING,
     density_metrics,
@@ -133,13 +133,15 @@ def test_density_metrics_reproduce_gaussian_closed_forms():
     assert got["tail_coverage"][1].item() < 0.2 < 0.99 < got["tail_coverage"][2].item()
 
 
+@pytest.mark.parametrize("family,real", [("categorical", 300), ("markov", 60)])
 @pytest.mark.parametrize("control,value", [("top_k", 1.0), ("temperature", 0.3)])
 @pytest.mark.parametrize("regime", ["fresh", "accumulate", "fixed_real"])
-def test_v11_a_degenerate_sampler_registers_damage_in_every_mixing_regime(regime, control, value):
+def test_v11_a_degenerate_sampler_registers_damage_in_every_mixing_regime(regime, control, value, family, real):
     """V11: synthetic data with no tail must show as damage against the paired real-only model."""
-    cells = [Cell("categorical", regime, 0.9, control, value, 300), Cell("categorical", regime, 0.0, "temperature", 1.0, 300),
-             Cell("categorical", regime, 0.9, "temperature", 1.0, 300)]
-    degenerate, real_only, unbiased = categorical.simulate(cells, 12, 8, CPU, 3)
+    cells = [Cell(family, regime, 0.9, control, value, real), Cell(family, regime, 0.0, "temperature", 1.0, real),
+             Cell(family, regime, 0.9, "temperature", 1.0, real)]
+    simulate = categorical.simulate if family == "categorical" else markov.simulate
+    degenerate, real_only, unbiased = simulate(cells, 12, 8, CPU, 3)
     last = lambda run, name: run[name][:, -1]  # noqa: E731
     assert (last(degenerate, "tail_mass_ratio") < 0.5 * last(real_only, "tail_mass_ratio")).all()
     assert (last(degenerate, "forward_kl") > last(real_only, "forward_kl") + 0.3).all()
