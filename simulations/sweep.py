@@ -133,9 +133,14 @@ class SweepConfig(BaseModel):
                        diversity=[0.7, 0.8, 0.9, 0.95, 0.98, 1.0, 1.02, 1.05, 1.1],
                        real_amounts=[100, 1000, 10_000], holds=["real", "total"], generations=60, seeds=32,
                        seed=seed, device=device,
-                       family_grids={"neural_lm": GridOverride(regimes=["replace", "fresh", "fixed_real"],
-                                                               ratios=[0.0, 0.5, 0.9], diversity=[0.8, 1.0],
-                                                               real_amounts=[200])})
+                       # The point-data families keep every training point (EM, SGD): their grids are coarser.
+                       family_grids={
+                           "gaussian_mixture": GridOverride(regimes=["replace", "fresh", "fixed_real"],
+                                                            ratios=[0.0, 0.3, 0.7, 0.9], diversity=[0.8, 0.9, 1.0],
+                                                            real_amounts=[100, 1000]),
+                           "neural_lm": GridOverride(regimes=["replace", "fresh", "fixed_real"], ratios=[0.0, 0.5, 0.9],
+                                                     diversity=[0.8, 1.0], real_amounts=[200]),
+                       })
         raise ValueError(f"unknown budget {name!r}: use tiny, small or full")
 
     def _grid(self, family: str) -> tuple[list[str], list[float], list[float], list[int]]:

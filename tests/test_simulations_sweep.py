@@ -22,7 +22,7 @@ from simulations.metrics import (
     xlogy,
 )
 from simulations.sampling import RealStream, sample_counts, zipf
-from simulations.sweep import SweepConfig, run_sweep
+from simulations.sweep import GridOverride, SweepConfig, run_sweep
 
 CPU = torch.device("cpu")
 
@@ -335,3 +335,20 @@ def test_knn_metrics_and_vendi_see_a_collapsed_sample():
     assert scores["recall"][1] < 0.3 and scores["coverage"][1] < 0.3 and scores["precision"][1] > 0.9
     assert vendi(torch.eye(5, dtype=torch.float64).unsqueeze(0)).item() == pytest.approx(5.0)
     assert vendi(torch.ones(1, 5, 5, dtype=torch.float64)).item() == pytest.approx(1.0)
+
+
+def test_the_full_design_runs_for_every_family():
+    """The GPU budget's families and regimes on a shrunken grid: every family takes the bias values,
+    regimes and counterfactuals the design gives it, and reports the shared collapse metrics."""
+    full = SweepConfig.budget("full", device="cpu")
+    small = full.model_copy(update={"ratios": [0.0, 0.9], "diversity": [0.9, 1.0], "real_amounts": [100, 200],
+                                    "holds": ["real"], "generations": 3, "seeds": 2,
+                                    "family_grids": {family: GridOverride(regimes=["fresh"], ratios=[0.0, 0.9],
+                                                                          diversity=[1.0], real_amounts=[100])
+                                                     for family in ("gaussian_mixture", "neural_lm")}})
+    result = run_sweep(SweepConfig.model_validate(small.model_dump()))
+    assert {c.family for c in result.cells} == set(full.families)
+    for cell in result.cells:
+        for name in ("tail_mass_ratio", "tail_coverage", "forward_kl", "tail_forward_kl"):
+            assert name in cell.metrics, (cell.family, name)
+    assert {e.family for e in result.analysis.effects} == set(full.families)
