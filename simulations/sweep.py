@@ -124,7 +124,7 @@ class SweepConfig(BaseModel):
                        seeds=8, seed=seed, device=device)
         if name == "small":
             return cls(ratios=[0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.99], diversity=[0.8, 0.9, 0.95, 1.0],
-                       real_amounts=[100, 1000], holds=["real", "total"], generations=30, seeds=12, seed=seed,
+                       real_amounts=[100, 1000], holds=["real", "total"], generations=30, seeds=16, seed=seed,
                        device=device)
         if name == "full":
             return cls(families=["categorical", "markov", "gaussian", "gaussian_mixture", "neural_lm"],
