@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tools.citations import check_shape, extract_citations, month_ceiling, parse_arxiv_id
+from tools.arxiv_id import check_shape, month_ceiling
+from tools.arxiv_id import parse as parse_arxiv_id
+from tools.citations import extract_citations
 
 RUN_DATE = date(2026, 11, 24)
 INQUIRY = Path(__file__).resolve().parents[1] / "prompts" / "inquiry.md"

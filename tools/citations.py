@@ -1,72 +1,53 @@
-"""Find citations in text, Markdown and BibTeX, and check each arXiv identifier's shape offline.
+"""Find citations in text, Markdown and BibTeX, and say what the writer claims about each.
 
 Every citation keeps where it was written (line, sentence) and what the writer claimed about it
-(stated year or year range, author surnames, a quoted title or named terms, and a description), so
-grounding can compare the claim with the paper the identifier resolves to.
+(stated year or year range, author surnames, a quoted / italic / BibTeX / link title, named terms,
+and a description), so grounding can compare the claim with the paper the identifier resolves to.
+Identifier rules (shapes, written forms, validity) live in tools.arxiv_id.
 
-Identifier rules: arXiv's identifier scheme (info.arxiv.org/help/arxiv_identifier.html) and
-arXiv/arxiv-browse `browse/domain/identifier.py`, summarised in shared/notes/api_notes.md §4.
+A sentence citing several papers is split into what belongs to each: the clause a citation closes
+or opens is its description; author names, years, titles and system names go to the citation they
+sit next to (inside its bracket part, else the nearest in its clause, preferring the citation that
+follows the name, as writers name a thing and then cite it). What two citations share — one
+bracket "(arXiv:A; arXiv:B)" after one clause — is `shared_*`: it may support either paper but never
+counts against one of them.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date
-from typing import Literal
 
 from pydantic import BaseModel
 
-ShapeStatus = Literal["nonexistent", "malformed"]
+from tools.arxiv_id import Mention, find_mentions, mask, parse
 
-# arXiv's monthly new submissions (https://arxiv.org/stats/get_monthly_submissions, copied from a
-# 2025-09 snapshot of that CSV; yearly totals match arXiv's annual reports). Sequence numbers are
-# assigned in submission order, so a month's largest number is about its submission count.
-MONTHLY_SUBMISSIONS: dict[int, tuple[int, ...]] = {
-    2015: (7912, 8054, 9191, 8367, 8172, 9217, 8995, 7983, 9318, 9223, 9472, 9376),
-    2016: (8251, 9142, 9746, 8948, 9792, 9644, 8911, 9016, 9869, 10100, 10362, 9599),
-    2017: (9186, 8910, 11008, 9029, 11194, 10297, 9980, 9854, 10517, 11627, 11589, 10332),
-    2018: (10609, 10593, 11560, 11352, 12595, 11568, 11938, 10870, 11171, 13446, 12941, 11973),
-    2019: (11537, 11302, 12654, 13396, 13750, 12350, 13634, 11868, 13881, 14675, 13302, 13517),
-    2020: (12010, 12932, 14415, 15025, 14719, 17000, 16208, 13781, 14827, 16418, 15130, 15864),
-    2021: (12747, 13656, 17273, 15141, 15205, 16248, 14803, 14006, 15322, 15960, 15673, 15596),
-    2022: (13452, 14038, 17276, 14274, 16008, 15478, 14814, 15003, 15640, 17551, 17271, 14887),
-    2023: (13870, 14863, 18249, 15010, 20092, 17848, 16897, 16912, 17453, 20710, 18841, 17748),
-    2024: (18085, 19481, 20332, 19761, 21076, 20099, 21794, 17451, 20569, 24226, 19951, 21206),
-    2025: (19407, 21321, 24391, 21857, 24878, 24129, 23787, 21825),
-}
-# The count is not an exact maximum (2410.24258 exists; October 2024 counted 24,226), so allow 5 %
-# plus a constant before calling a number impossible: a real paper must never be called fake.
-CEILING_SLACK, CEILING_CONSTANT = 1.05, 200
-# Months after the table: submissions ran about 24k a month in early 2026; stay generous.
-CEILING_AFTER_TABLE = 35_000
-# 2007-04 .. 2014-12 used four digits; every month then stayed below 9,000 submissions.
-CEILING_FOUR_DIGIT = 9_999
-
-# Old-style archives (1991-08 .. 2007-03), from arXiv's identifier documentation.
-OLD_ARCHIVES = frozenset(
-    "acc-phys adap-org alg-geom ao-sci astro-ph atom-ph bayes-an chao-dyn chem-ph cmp-lg comp-gas cond-mat cs "
-    "dg-ga funct-an gr-qc hep-ex hep-lat hep-ph hep-th math math-ph mtrl-th nlin nucl-ex nucl-th patt-sol physics "
-    "plasm-ph q-alg q-bio quant-ph solv-int supr-con".split()
+_YEAR = re.compile(r"(?<![\w.])(19[5-9]\d|20[0-4]\d)(?:\s*[–—-]\s*(19[5-9]\d|20[0-4]\d))?(?![\w])")
+_PAREN_YEAR = re.compile(r"\(([^()]*?(?<![\w.])(?:19[5-9]\d|20[0-4]\d)(?![\w.])[^()]*?)\)")
+_NAME = r"(?:[^\W\d_][\w'’-]+)"
+_AUTHOR_YEAR = re.compile(
+    rf"(?P<names>{_NAME}(?:\s+{_NAME})?(?:(?:\s*,\s*|\s*&\s*|\s+and\s+|,\s+and\s+){_NAME})*)"
+    rf"(?P<etal>\s+et\s+al\.?)?\s*(?:\(|,)\s*(?:19[5-9]\d|20[0-4]\d)"
 )
-
-NEW_ID = re.compile(r"^(?P<yy>\d\d)(?P<mm>\d\d)\.(?P<num>\d{4,5})(?:v(?P<v>[1-9]\d*))?$")
-OLD_ID = re.compile(
-    r"^(?P<archive>[a-z]+(?:-[a-z]{2,})?)(?:\.(?P<subject>[A-Za-z-]{2,}))?/(?P<yy>\d\d)(?P<mm>\d\d)(?P<num>\d{3})"
-    r"(?:v(?P<v>[1-9]\d*))?$"
+_AUTHORS_ET_AL = re.compile(rf"(?P<names>{_NAME}(?:\s+{_NAME})?)(?P<etal>\s+et\s+al\b)")
+_AUTHORS_COLLEAGUES = re.compile(rf"(?P<names>{_NAME}(?:\s+{_NAME})?)(?P<etal>\s+and\s+(?:colleagues|coauthors|co-authors)\b)")
+_QUOTED = re.compile(r"“([^”]{3,})”|\"([^\"]{3,})\"|‘([^’]{3,})’|(?<![\w])'([^']{3,}?)'(?![\w])")
+_EMPHASIS = re.compile(r"(?<![*\w])\*\*([^*]{6,}?)\*\*(?![*\w])|(?<![*\w])\*([^*\s][^*]{4,}?)\*(?![*\w])|(?<![_\w])_([^_\s][^_]{4,}?)_(?![_\w])")
+_LINK = re.compile(r"\[(?P<text>[^\]]{3,})\]\((?P<url>[^)\s]+)\)")
+_TITLE_CUE = re.compile(r"(?:\btitled|\bentitled|\bpaper|\bin|\bwork|\bstudy|\bpreprint|\bthe)\s*[:,]?\s*$", re.IGNORECASE)
+_NOT_NAMES = frozenset(
+    "a an the in on of and see also cf e.g i.e nature science arxiv preprint proc proceedings journal conference "
+    "january february march april may june july august september october november december ieee acm".split()
 )
-
-
-class ArxivId(BaseModel):
-    """A parsed identifier. `canonical` has no version and no old-style subject class."""
-
-    canonical: str
-    version: int | None
-    year: int
-    month: int
-    number: int
-    style: Literal["new", "old"]
-    archive: str | None = None
+_TITLE_SMALL_WORDS = frozenset("a an and as at by for from in into is of on or the to via vs with without".split())
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)*_]*\s+(?=[A-Z“\"'(\[•–—*_-])")
+_NO_SPLIT_BEFORE = re.compile(r"(?:\bet al|\be\.g|\bi\.e|\bvs|\bcf|\bFig|\bEq|\bSec|\bNo|\bapprox|\b[A-Z])\.[\"'”’)]*$")
+_CLAUSE_BREAK = re.compile(
+    r";|,\s+(?:while|whereas|whilst|but|and|although|though|yet|which|where|in contrast to|unlike)\b"
+    r"|\s(?:while|whereas|whilst)\s|\s[—–]\s|,\s+(?=[A-Z][\w-]+\s+et\s+al)"
+)
+_BIB_ENTRY = re.compile(r"@(?P<kind>\w+)\s*\{\s*(?P<key>[^,\s]*)\s*,", re.IGNORECASE)
+_MARKUP = re.compile(r"^\s*(?:#{1,6}\s+|>\s*|[-*+•–—]\s+|\d+[.)]\s+|\|\s*)+")
 
 
 class Citation(BaseModel):
@@ -77,14 +58,16 @@ class Citation(BaseModel):
     arxiv_id: str | None  # canonical when the shape parses, else the identifier as written; None for no_id
     version: int | None = None
     context: str  # the sentence (or BibTeX entry) that carries it
-    description: str  # what the writer says about the paper: the sentence minus citation markup, or a label
+    description: str  # what the writer says about this paper: its clause minus citation markup, or a label
     stated_year: int | None = None
     stated_years: str | None = None  # a stated range as written, e.g. "2024–2025"
-    authors_named: list[str] = []  # surnames the writer attributes the work to
-    claimed_title: str | None = None
-    named_terms: list[str] = []  # system names and short quoted phrases, e.g. "ToolFlow", "Artificial Hivemind"
-    shape_status: ShapeStatus | None = None
-    shape_reason: str | None = None
+    authors_named: list[str] = []  # surnames the writer attributes this work to
+    claimed_title: str | None = None  # a quoted, italic, link-text or BibTeX title given for this paper
+    title_source: str | None = None  # "quoted", "emphasis", "link", "bibtex"
+    named_terms: list[str] = []  # system names and short quoted phrases next to this citation
+    shared_terms: list[str] = []  # names next to a group of citations: support for any of them, never against
+    shared_authors: list[str] = []
+    cited_with: list[str] = []  # other IDs cited for the same description (joint citations)
 
     @property
     def year_span(self) -> tuple[int, int] | None:
@@ -92,111 +75,6 @@ class Citation(BaseModel):
             return None
         years = [int(y) for y in re.findall(r"\d{4}", self.stated_years or "")] or [self.stated_year]
         return min(years), max(years)
-
-
-class ShapeError(BaseModel):
-    status: ShapeStatus
-    reason: str
-
-
-def parse_arxiv_id(text: str) -> ArxivId | None:
-    """The identifier's parts, or None when `text` is not an arXiv identifier shape at all."""
-    raw = re.sub(r"^arxiv:\s*", "", text.strip(), flags=re.IGNORECASE)
-    if match := NEW_ID.match(raw):
-        yy, mm, num = int(match["yy"]), int(match["mm"]), match["num"]
-        canonical = f"{match['yy']}{match['mm']}.{num}"
-        return ArxivId(
-            canonical=canonical, version=_int(match["v"]), year=2000 + yy, month=mm, number=int(num), style="new"
-        )
-    if match := OLD_ID.match(raw):
-        yy, mm = int(match["yy"]), int(match["mm"])
-        return ArxivId(
-            canonical=f"{match['archive']}/{match['yy']}{match['mm']}{match['num']}",
-            version=_int(match["v"]),
-            year=(1900 if yy >= 91 else 2000) + yy,
-            month=mm,
-            number=int(match["num"]),
-            style="old",
-            archive=match["archive"],
-        )
-    return None
-
-
-def check_shape(written: str, run_date: date) -> ShapeError | None:
-    """Offline plausibility: None when the identifier could exist, else `malformed` or `nonexistent` and why."""
-    parsed = parse_arxiv_id(written)
-    if parsed is None:
-        return ShapeError(status="malformed", reason=f"'{written}' is not an arXiv identifier shape (YYMM.NNNNN or archive/YYMMNNN)")
-    if not 1 <= parsed.month <= 12:
-        return ShapeError(status="nonexistent", reason=f"month {parsed.month:02d} does not exist, so {written} cannot be an arXiv ID")
-    if (parsed.year, parsed.month) > (run_date.year, run_date.month):
-        return ShapeError(status="nonexistent", reason=f"{parsed.year}-{parsed.month:02d} is after the run date ({run_date}), so no paper can have this ID yet")
-    if parsed.number == 0:
-        return ShapeError(status="nonexistent", reason="sequence number 0 is never assigned")
-    return _check_old(parsed, written) if parsed.style == "old" else _check_new(parsed, written)
-
-
-def _check_new(parsed: ArxivId, written: str) -> ShapeError | None:
-    digits = len(parsed.canonical.split(".")[1])
-    yymm = (parsed.year, parsed.month)
-    if yymm < (2007, 4):
-        return ShapeError(status="nonexistent", reason=f"new-style IDs start in 2007-04; {parsed.year}-{parsed.month:02d} used old-style IDs (archive/YYMMNNN)")
-    if digits == 5 and yymm < (2015, 1):
-        return ShapeError(status="nonexistent", reason=f"five-digit sequence numbers start in 2015-01; {parsed.year}-{parsed.month:02d} IDs have four digits")
-    if digits == 4 and yymm >= (2015, 1):
-        return ShapeError(status="nonexistent", reason=f"since 2015-01 sequence numbers have five digits; {written} has four")
-    ceiling = month_ceiling(parsed.year, parsed.month)
-    if parsed.number > ceiling:
-        return ShapeError(
-            status="nonexistent",
-            reason=f"sequence number {parsed.number} is beyond anything arXiv assigned in {parsed.year}-{parsed.month:02d} (ceiling {ceiling} from its monthly submission count)",
-        )
-    return None
-
-
-def _check_old(parsed: ArxivId, written: str) -> ShapeError | None:
-    if parsed.archive not in OLD_ARCHIVES:
-        return ShapeError(status="nonexistent", reason=f"'{parsed.archive}' is not one of arXiv's old-style archives")
-    if (parsed.year, parsed.month) < (1991, 8) or (parsed.year, parsed.month) > (2007, 3):
-        return ShapeError(status="nonexistent", reason=f"old-style IDs were used from 1991-08 to 2007-03, not {parsed.year}-{parsed.month:02d}")
-    return None
-
-
-def month_ceiling(year: int, month: int) -> int:
-    """The largest sequence number a month can plausibly hold."""
-    if year < 2015:
-        return CEILING_FOUR_DIGIT
-    counts = MONTHLY_SUBMISSIONS.get(year, ())
-    if month <= len(counts):
-        return int(counts[month - 1] * CEILING_SLACK) + CEILING_CONSTANT
-    return CEILING_AFTER_TABLE
-
-
-# --- extraction ----------------------------------------------------------------------------------
-
-_ID_TOKEN = r"[\w./-]*[\w]"  # greedy, then trimmed: the written token, however broken
-_PREFIXED = re.compile(rf"\barxiv\s*(?::\s*|\s+)(?P<id>(?=[\w./-]*\d){_ID_TOKEN})", re.IGNORECASE)
-_URL = re.compile(r"(?:https?://)?(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/(?P<id>[\w./-]+?)(?:\.pdf)?(?=[\s)\]>,;\"'#?]|\.?$|\.\s)", re.IGNORECASE)
-_BARE_NEW = re.compile(r"(?<![\w./:])(?P<id>\d{4}\.\d{4,5}(?:v[1-9]\d*)?)(?![\w/]|\.\d)")
-_OLD_ARCHIVE_ALT = "|".join(sorted((re.escape(a) for a in OLD_ARCHIVES), key=len, reverse=True))
-_BARE_OLD = re.compile(rf"(?<![\w/])(?P<id>(?:{_OLD_ARCHIVE_ALT})(?:\.[A-Za-z-]{{2,}})?/\d{{7}}(?:v[1-9]\d*)?)(?![\w/])")
-_YEAR = re.compile(r"(?<![\w.])(19[5-9]\d|20[0-4]\d)(?:\s*[–—-]\s*(19[5-9]\d|20[0-4]\d))?(?![\w])")
-_PAREN_YEAR = re.compile(r"\(([^()]*?(?<![\w.])(?:19[5-9]\d|20[0-4]\d)(?![\w.])[^()]*?)\)")
-_NAME = r"(?:[^\W\d_][\w'’-]+)"
-_AUTHOR_YEAR = re.compile(
-    rf"(?P<names>{_NAME}(?:\s+{_NAME})?(?:(?:\s*,\s*|\s*&\s*|\s+and\s+|,\s+and\s+){_NAME})*)"
-    rf"(?P<etal>\s+et\s+al\.?)?\s*(?:\(|,)\s*(?:19[5-9]\d|20[0-4]\d)"
-)
-_AUTHORS_ET_AL = re.compile(rf"(?P<names>{_NAME}(?:\s+{_NAME})?)(?P<etal>\s+et\s+al\b)")
-_QUOTED = re.compile(r"“([^”]{3,})”|\"([^\"]{3,})\"|‘([^’]{3,})’|(?<![\w])'([^']{3,}?)'(?![\w])")
-_NOT_NAMES = frozenset(
-    "a an the in on of and see also cf e.g i.e nature science arxiv preprint proc proceedings journal conference "
-    "january february march april may june july august september october november december ieee acm".split()
-)
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)]*\s+(?=[A-Z“\"'(\[•–—*-])")
-_NO_SPLIT_BEFORE = re.compile(r"(?:\bet al|\be\.g|\bi\.e|\bvs|\bcf|\bFig|\bEq|\bSec|\bNo|\b[A-Z])\.[\"'”’)]*$")
-_BIB_ENTRY = re.compile(r"@(?P<kind>\w+)\s*\{\s*(?P<key>[^,\s]*)\s*,", re.IGNORECASE)
-_MARKUP = re.compile(r"^\s*(?:[-*+•–—]|\d+[.)])\s+")
 
 
 def extract_citations(text: str) -> list[Citation]:
@@ -212,8 +90,12 @@ def extract_citations(text: str) -> list[Citation]:
     for start, end in spans:
         text = text[:start] + re.sub(r"[^\n]", " ", text[start:end]) + text[end:]
     for line_number, line in enumerate(text.splitlines(), start=1):
-        for sentence in split_sentences(_MARKUP.sub("", line)):
-            citations.extend(_sentence_citations(sentence, line_number))
+        table_row = line.lstrip().startswith("|")
+        body = _MARKUP.sub("", line)
+        if table_row:
+            body = re.sub(r"\s*\|\s*", " ; ", body).strip(" ;")
+        for sentence in split_sentences(body):
+            citations.extend(_sentence_citations(sentence, line_number, citing=table_row))
     return sorted(citations, key=lambda c: c.line)
 
 
@@ -229,114 +111,312 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in sentences if s]
 
 
-class _Mention(BaseModel):
+# --- one sentence --------------------------------------------------------------------------------
+
+
+class _Item(BaseModel):
+    kind: str  # "author", "term", "title", "year"
+    value: str
     start: int
     end: int
-    written: str  # the whole mention, e.g. "arXiv:2305.17493" or a URL
-    token: str  # the identifier part as written
+    source: str | None = None  # for titles: quoted / emphasis / link
 
 
-def _find_mentions(sentence: str) -> list[_Mention]:
-    mentions: list[_Mention] = []
+class _Group(BaseModel):
+    """Mentions that stand together: one bracket "(2024, arXiv:A; 2026, arXiv:B)", or one bare mention."""
 
-    def add(match: re.Match, token: str) -> None:
-        if any(m.start < match.end() and match.start() < m.end for m in mentions):
-            return
-        token = token.rstrip(".")
-        written = sentence[match.start() : match.start("id") + len(token)] if match.re is not _URL else match.group(0).rstrip(".")
-        mentions.append(_Mention(start=match.start(), end=match.start() + len(written), written=written, token=token))
-
-    for match in _URL.finditer(sentence):
-        add(match, match["id"])
-    for match in _PREFIXED.finditer(sentence):
-        if sentence[match.end("id") :].startswith(".org"):
-            continue  # "arxiv.org/..." without the scheme: a URL, handled above
-        add(match, match["id"])
-    in_citation_context = bool(re.search(r"arxiv|preprint|\beprint\b", sentence, re.IGNORECASE))
-    for match in _BARE_NEW.finditer(sentence):
-        if in_citation_context or _inside_brackets(sentence, match.start()):
-            add(match, match["id"])
-    for match in _BARE_OLD.finditer(sentence):
-        add(match, match["id"])
-    return sorted(mentions, key=lambda m: m.start)
+    start: int
+    end: int
+    members: list[int]  # indices into the sentence's unique citations
+    slots: dict[int, tuple[int, int]] = {}  # member -> its ';'-part of the bracket
 
 
-def _inside_brackets(sentence: str, position: int) -> bool:
-    before = sentence[:position]
-    return before.count("(") > before.count(")") or before.count("[") > before.count("]")
-
-
-def _sentence_citations(sentence: str, line: int) -> list[Citation]:
-    mentions = _find_mentions(sentence)
-    masked = _mask(sentence, mentions)
-    names = _named_authors(masked)
-    quoted = [next(g for g in match.groups() if g) for match in _QUOTED.finditer(masked)]
-    title = max((q for q in quoted if len(q.split()) >= 4), key=len, default=None)
-    terms = _named_terms(masked, names) + [q for q in quoted if q != title]
-    description = _description(sentence, mentions)
+def _sentence_citations(sentence: str, line: int, *, citing: bool = False) -> list[Citation]:
+    mentions = find_mentions(sentence, citing=citing)
+    masked = mask(sentence, mentions)
+    items = _items(sentence, masked)
     if not mentions:
-        years = _dated_parentheses(masked) or _author_years(masked)
-        if not years:
-            return []
-        first, span = years[0]
-        return [
-            Citation(
-                line=line, as_written=span, arxiv_id=None, context=sentence, description=description,
-                stated_year=first, stated_years=span if "–" in span or "-" in span else None,
-                authors_named=names, claimed_title=title, named_terms=terms,
-            )
-        ]
-    citations, seen = [], set()
+        return _no_id_citation(sentence, masked, items, line)
+    unique: list[Mention] = []
+    positions: list[list[Mention]] = []
     for mention in mentions:
-        parsed = parse_arxiv_id(mention.token)
-        key = parsed.canonical if parsed else mention.token
-        if key in seen:
-            continue
-        seen.add(key)
-        year, span = _stated_year(sentence, masked, mention, mentions)
+        key = mention.key
+        for index, seen in enumerate(unique):
+            if seen.key == key:
+                positions[index].append(mention)
+                break
+        else:
+            unique.append(mention)
+            positions.append([mention])
+    groups = _groups(masked, positions)
+    segments = _segments(masked, groups)
+    owned: dict[int, dict[str, list[_Item]]] = {i: {} for i in range(len(unique))}
+    shared: dict[int, dict[str, list[_Item]]] = {i: {} for i in range(len(unique))}
+    for item in items:
+        members, exclusive = _owners(item, groups, segments)
+        for member in members:
+            (owned if exclusive else shared)[member].setdefault(item.kind, []).append(item)
+    citations = []
+    for index, mention in enumerate(unique):
+        parsed = parse(mention.token)
+        group = next(g for g in groups if index in g.members)
+        segment = segments[groups.index(group)]
+        mine, common = owned[index], shared[index]
+        year_item = _year_for(index, group, mine, common, items, segment)
+        titles = mine.get("title", [])
+        title = max(titles, key=lambda t: len(t.value)) if titles else None
+        description = _description(sentence, mentions, segment if len(groups) > 1 else None)
         citations.append(
             Citation(
-                line=line, as_written=mention.written, arxiv_id=key, version=parsed.version if parsed else None,
-                context=sentence, description=description, stated_year=year,
-                stated_years=span if span and ("–" in span or "-" in span) else None,
-                authors_named=names, claimed_title=title, named_terms=terms,
+                line=line, as_written=mention.written, arxiv_id=parsed.canonical if parsed else mention.token,
+                version=parsed.version if parsed else None, context=sentence, description=description,
+                stated_year=int(year_item.value[:4]) if year_item else None,
+                stated_years=year_item.value if year_item and len(year_item.value) > 4 else None,
+                authors_named=_values(mine.get("author", [])),
+                claimed_title=title.value if title else None, title_source=title.source if title else None,
+                named_terms=_values(mine.get("term", [])) + [t.value for t in titles if t is not title],
+                shared_terms=_values(common.get("term", []) + common.get("title", [])),
+                shared_authors=_values(common.get("author", [])),
+                cited_with=[unique[m].key for m in group.members if m != index],
             )
         )
     return citations
 
 
-def _mask(sentence: str, mentions: list[_Mention]) -> str:
-    """The sentence with identifiers blanked out, so '2012.12345' is never read as the year 2012."""
-    chars = list(sentence)
-    for mention in mentions:
-        chars[mention.start : mention.end] = " " * (mention.end - mention.start)
-    return "".join(chars)
-
-
-def _stated_year(sentence: str, masked: str, mention: _Mention, mentions: list[_Mention]) -> tuple[int | None, str | None]:
-    """The year the writer attaches to this identifier.
-
-    Inside a parenthesis, the ';'-separated part that holds the identifier wins ("(2024, arXiv:A;
-    2026, arXiv:B)"); otherwise a year of the sentence, the closest preceding one when there are
-    several identifiers.
-    """
-    open_at = masked.rfind("(", 0, mention.start)
-    close_at = masked.find(")", mention.end)
-    if open_at != -1 and close_at != -1 and masked.find(")", open_at, mention.start) == -1:
-        part_start = max(open_at, masked.rfind(";", open_at, mention.start))
-        next_semicolon = masked.find(";", mention.end, close_at)
-        part_end = close_at if next_semicolon == -1 else next_semicolon
-        if found := _YEAR.search(masked, part_start, part_end):
-            return int(found.group(1)), found.group(0)
-    years = list(_YEAR.finditer(masked))
+def _no_id_citation(sentence: str, masked: str, items: list[_Item], line: int) -> list[Citation]:
+    years = _dated_parentheses(masked) or _author_years(masked)
     if not years:
-        return None, None
-    if len(mentions) > 1:
-        before = [y for y in years if y.start() < mention.start]
-        chosen = before[-1] if before else years[0]
-    else:
-        chosen = years[0]
-    return int(chosen.group(1)), chosen.group(0)
+        return []
+    first, span = years[0]
+    titles = [i for i in items if i.kind == "title"]
+    title = max(titles, key=lambda t: len(t.value)) if titles else None
+    return [
+        Citation(
+            line=line, as_written=span, arxiv_id=None, context=sentence, description=_description(sentence, [], None),
+            stated_year=first, stated_years=span if "–" in span or "-" in span else None,
+            authors_named=_values([i for i in items if i.kind == "author"]),
+            claimed_title=title.value if title else None, title_source=title.source if title else None,
+            named_terms=_values([i for i in items if i.kind == "term"]),
+        )
+    ]
+
+
+def _values(items: list[_Item]) -> list[str]:
+    return list(dict.fromkeys(i.value for i in items))
+
+
+def _groups(masked: str, positions: list[list[Mention]]) -> list[_Group]:
+    """Bracket groups (mentions inside one pair of brackets) and lone mentions; a Markdown link's
+    text and target, or "arXiv:A, arXiv:B" with nothing between, stand together."""
+    spans: list[tuple[int, int, int]] = []  # (start, end, member)
+    for member, mentions in enumerate(positions):
+        for mention in mentions:
+            start, end = _enclosing_bracket(masked, mention.start, mention.end) or (mention.start, mention.end)
+            spans.append((start, end, member))
+    spans.sort()
+    groups: list[_Group] = []
+    for start, end, member in spans:
+        if groups and (start <= groups[-1].end or re.fullmatch(r"[\s,;]*(?:and|&)?[\s,;]*|\]?\(?", masked[groups[-1].end : start])):
+            group = groups[-1]
+            group.end = max(group.end, end)
+            if member not in group.members:
+                group.members.append(member)
+        else:
+            groups.append(_Group(start=start, end=end, members=[member]))
+    # the same citation in two places (link text and, later, a URL) belongs to its first group
+    seen: set[int] = set()
+    for group in groups:
+        group.members = [m for m in group.members if m not in seen]
+        seen.update(group.members)
+    groups = [g for g in groups if g.members]
+    for group in groups:
+        for member in group.members:
+            first = positions[member][0]
+            cut_start = max(group.start, masked.rfind(";", group.start, first.start) + 1)
+            next_cut = masked.find(";", first.end, group.end)
+            group.slots[member] = (cut_start, group.end if next_cut == -1 else next_cut)
+    return groups
+
+
+def _enclosing_bracket(text: str, start: int, end: int) -> tuple[int, int] | None:
+    depth = 0
+    for index in range(start - 1, -1, -1):
+        char = text[index]
+        if char in ")]":
+            depth += 1
+        elif char in "([":
+            if depth == 0:
+                close = _matching(text, index)
+                if close is not None and close >= end:
+                    return index, close + 1
+                return None
+            depth -= 1
+    return None
+
+
+def _matching(text: str, open_at: int) -> int | None:
+    pairs = {"(": ")", "[": "]"}
+    opener, closer = text[open_at], pairs[text[open_at]]
+    depth = 0
+    for index in range(open_at, len(text)):
+        if text[index] == opener:
+            depth += 1
+        elif text[index] == closer:
+            depth -= 1
+            if depth == 0:
+                return index
+    return None
+
+
+def _segments(masked: str, groups: list[_Group]) -> list[tuple[int, int]]:
+    """Per group, the clause(s) of the sentence that belong to it. One group: the whole sentence."""
+    if len(groups) == 1:
+        return [(0, len(masked))]
+    cuts = [0]
+    for match in _CLAUSE_BREAK.finditer(masked):
+        if not any(g.start <= match.start() < g.end for g in groups) and _depth(masked, match.start()) == 0:
+            cuts.append(match.start())
+    cuts.append(len(masked))
+    clauses = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+    owner = [[i for i, g in enumerate(groups) if a <= g.start < b] for a, b in clauses]
+    # clauses without a citation join the next clause that has one (writers cite at the clause end);
+    # trailing ones join the last
+    segments: list[list[int]] = [[] for _ in groups]
+    pending: list[int] = []
+    last: int | None = None
+    for index, holders in enumerate(owner):
+        if not holders:
+            pending.append(index)
+            continue
+        for holder in holders:
+            segments[holder] += [*pending, index]
+        pending, last = [], holders[-1]
+    if pending and last is not None:
+        segments[last] += pending
+    spans = []
+    for group_index, clause_indices in enumerate(segments):
+        if not clause_indices:
+            spans.append((groups[group_index].start, groups[group_index].end))
+            continue
+        spans.append((min(clauses[i][0] for i in clause_indices), max(clauses[i][1] for i in clause_indices)))
+    return spans
+
+
+def _depth(text: str, position: int) -> int:
+    before = text[:position]
+    return max(0, before.count("(") - before.count(")")) + max(0, before.count("[") - before.count("]"))
+
+
+def _owners(item: _Item, groups: list[_Group], segments: list[tuple[int, int]]) -> tuple[list[int], bool]:
+    """Which citations an author / term / title / year belongs to, and whether to them alone."""
+    for group in groups:
+        if group.start <= item.start and item.end <= group.end:
+            for member, (a, b) in group.slots.items():
+                if a <= item.start and item.end <= b and (len(group.members) == 1 or _slot_holds_mention(group, member, a, b)):
+                    return [member], True
+            return list(group.members), len(group.members) == 1
+    holders = [i for i, (a, b) in enumerate(segments) if a <= item.start < b] or list(range(len(groups)))
+
+    def distance(index: int) -> float:
+        group = groups[index]
+        if item.end <= group.start:
+            return group.start - item.end
+        return (item.start - group.end) * 2 + 5 if item.start >= group.end else 0
+
+    nearest = groups[min(holders, key=distance)]
+    return list(nearest.members), len(nearest.members) == 1
+
+
+def _slot_holds_mention(group: _Group, member: int, a: int, b: int) -> bool:
+    return sum(1 for (x, y) in group.slots.values() if (x, y) == (a, b)) == 1
+
+
+def _year_for(index: int, group: _Group, mine: dict, common: dict, items: list[_Item], segment: tuple[int, int]) -> _Item | None:
+    """The year the writer attaches to this citation: in its own bracket part, else one attributed to
+    it, else one its group shares, else the first year of its clause."""
+    if mine.get("year"):
+        slot = group.slots.get(index)
+        in_slot = [y for y in mine["year"] if slot and slot[0] <= y.start < slot[1]]
+        return (in_slot or mine["year"])[0]
+    if common.get("year"):
+        return common["year"][0]
+    in_segment = [i for i in items if i.kind == "year" and segment[0] <= i.start < segment[1]]
+    return in_segment[0] if in_segment else None
+
+
+def _items(sentence: str, masked: str) -> list[_Item]:
+    """Authors, years, titles and named terms of a sentence, with their positions."""
+    items: list[_Item] = []
+    for match in _YEAR.finditer(masked):
+        items.append(_Item(kind="year", value=match.group(0), start=match.start(), end=match.end()))
+    names: set[str] = set()
+    for pattern in (_AUTHOR_YEAR, _AUTHORS_ET_AL, _AUTHORS_COLLEAGUES):
+        for match in pattern.finditer(masked):
+            for name, start in _clean_names(match, bool(match["etal"])):
+                if not any(i.kind == "author" and i.start == start for i in items):
+                    items.append(_Item(kind="author", value=name, start=start, end=start + len(name)))
+                    names.add(name)
+    titles = _titles(sentence, masked)
+    items += titles
+    title_spans = [(t.start, t.end) for t in titles]
+    quoted_spans = []
+    for match in _QUOTED.finditer(masked):
+        group_index = next(i for i, g in enumerate(match.groups(), start=1) if g)
+        quoted_spans.append((match.start(), match.end()))
+        if not any(a <= match.start(group_index) < b for a, b in title_spans):
+            items.append(_Item(kind="term", value=match.group(group_index), start=match.start(), end=match.end()))
+    for term, start in _named_terms(masked, names):
+        if not any(a <= start < b for a, b in title_spans + quoted_spans):
+            items.append(_Item(kind="term", value=term, start=start, end=start + len(term)))
+    return sorted(items, key=lambda i: i.start)
+
+
+def _titles(sentence: str, masked: str) -> list[_Item]:
+    """Titles the writer gives: quoted or emphasised (*Title*, **Title**) title-cased phrases, a
+    quoted phrase after "titled", and Markdown link text that is not an identifier."""
+    found: list[_Item] = []
+    for match in _QUOTED.finditer(masked):
+        group_index = next(i for i, g in enumerate(match.groups(), start=1) if g)
+        phrase = match.group(group_index).strip().rstrip(",.")
+        cue = bool(_TITLE_CUE.search(masked[: match.start()]))
+        if len(phrase.split()) >= 3 and (_title_cased(phrase) or (cue and len(phrase.split()) >= 4)):
+            found.append(_Item(kind="title", value=phrase, start=match.start(), end=match.end(), source="quoted"))
+    for match in _EMPHASIS.finditer(masked):
+        group_index = next(i for i, g in enumerate(match.groups(), start=1) if g)
+        phrase = match.group(group_index).strip().rstrip(",.")
+        if len(phrase.split()) >= 3 and _title_cased(phrase) and not _AUTHORS_ET_AL.search(phrase) and not _YEAR.search(phrase):
+            found.append(_Item(kind="title", value=phrase, start=match.start(), end=match.end(), source="emphasis"))
+    for match in _LINK.finditer(sentence):
+        text = match["text"].strip().strip("*_").strip()
+        if "arxiv" in match["url"].lower() and len(text.split()) >= 3 and not find_mentions(text) and not _YEAR.search(text):
+            if not any(f.start <= match.start() < f.end for f in found):
+                found.append(_Item(kind="title", value=text, start=match.start(), end=match.start() + len(match["text"]) + 2, source="link"))
+    return found
+
+
+def _title_cased(phrase: str) -> bool:
+    words = [w for w in re.findall(r"[^\W\d_][\w'’-]*", phrase) if w.lower() not in _TITLE_SMALL_WORDS]
+    if len(words) < 2:
+        return False
+    return sum(w[0].isupper() for w in words) / len(words) >= 0.75
+
+
+def _description(sentence: str, mentions: list[Mention], segment: tuple[int, int] | None) -> str:
+    """What the writer says about the paper: for 'arXiv:ID (2023): label' the label; else the
+    sentence (or this citation's clauses) without identifiers, links and empty parentheses."""
+    if mentions and segment is None:
+        after = sentence[mentions[0].end :]
+        label = re.match(r"^\s*(?:\([^()]*\))?\s*[:–—-]\s*(?P<label>.+)$", after)
+        if label and len({m.key for m in mentions}) == 1 and not sentence[: mentions[0].start].strip(" *_[(>-–—•"):
+            return label["label"].strip()
+    text = mask(sentence, mentions)
+    if segment is not None:
+        text = text[segment[0] : segment[1]]
+    text = _LINK.sub(lambda m: m["text"], text)
+    text = re.sub(r"\barxiv\s*(?:preprint)?\s*:?\s*(?=[\s;,)\]]|$)", " ", text, flags=re.IGNORECASE)
+    text = re.sub(r"[*_`]{1,2}", "", text)
+    text = re.sub(r"[(\[]\s*[,;\s]*[)\]]", " ", text)
+    return " ".join(text.split()).strip(" ;,")
 
 
 def _dated_parentheses(masked: str) -> list[tuple[int, str]]:
@@ -350,41 +430,35 @@ def _dated_parentheses(masked: str) -> list[tuple[int, str]]:
 def _author_years(masked: str) -> list[tuple[int, str]]:
     found = []
     for match in _AUTHOR_YEAR.finditer(masked):
-        if _clean_names(match["names"], bool(match["etal"])) and (year := _YEAR.search(masked, match.end() - 4)):
+        if _clean_names(match, bool(match["etal"])) and (year := _YEAR.search(masked, match.end() - 4)):
             found.append((int(year.group(1)), year.group(0)))
     return found
 
 
-def _named_authors(masked: str) -> list[str]:
-    names: list[str] = []
-    for match in [*_AUTHOR_YEAR.finditer(masked), *_AUTHORS_ET_AL.finditer(masked)]:
-        for name in _clean_names(match["names"], bool(match["etal"])):
-            if name not in names:
-                names.append(name)
-    return names
+def _clean_names(match: re.Match, et_al: bool) -> list[tuple[str, int]]:
+    """Surnames (with positions) from 'Shumailov', 'Friedman & Dieng', 'Racca, Valko & Sanyal'; []
+    when these are not names.
 
-
-def _clean_names(raw: str, et_al: bool) -> list[str]:
-    """Surnames from 'Shumailov', 'Friedman & Dieng', 'Racca, Valko & Sanyal'; [] when these are not names.
-
-    A single name counts only with 'et al.': a system's name ("MAUVE (2021)") or a month
-    ("December 2027") before a year is not an author.
+    A single name counts only with 'et al.' / 'and colleagues': a system's name ("MAUVE (2021)") or
+    a month ("December 2027") before a year is not an author.
     """
-    parts = [p.strip() for p in re.split(r"\s*,\s*and\s+|\s*,\s*|\s*&\s*|\s+and\s+", raw) if p.strip()]
+    raw, offset = match["names"], match.start("names")
+    parts = [(m.group(0), m.start()) for m in re.finditer(r"(?:(?!\s*,\s*and\s+|\s*,\s*|\s*&\s*|\s+and\s+).)+", raw)]
+    parts = [(p.strip(), s + (len(p) - len(p.lstrip()))) for p, s in parts if p.strip()]
     surnames = []
-    for part in parts:
+    for part, start in parts:
         words = part.split()
         surname = words[-1]
         if not surname[0].isupper() or surname.isupper() or surname.lower() in _NOT_NAMES:
             continue
-        surnames.append(surname)
+        surnames.append((surname, offset + start + part.rfind(surname)))
     return surnames if et_al or len(parts) > 1 else []
 
 
-def _named_terms(masked: str, names: list[str]) -> list[str]:
+def _named_terms(masked: str, names: set[str]) -> list[tuple[str, int]]:
     """Words that name a system or method: mixed case (ToolFlow, TarGEN), with digits (phi-1), or
     capitalised mid-sentence words that are not authors (Vendi, Magpie, Simula)."""
-    terms: list[str] = []
+    terms: list[tuple[str, int]] = []
     words = list(re.finditer(r"[^\W_][\w-]*[\w]|[^\W\d_]", masked))
     for index, match in enumerate(words):
         word = match.group(0)
@@ -392,25 +466,11 @@ def _named_terms(masked: str, names: list[str]) -> list[str]:
             continue
         inner_caps = any(c.isupper() for c in word[1:])
         with_digit = any(c.isdigit() for c in word) and any(c.isalpha() for c in word)
-        follows_break = index == 0 or masked[: match.start()].rstrip()[-1:] in (":", ".", "(", "")
+        follows_break = index == 0 or masked[: match.start()].rstrip()[-1:] in (":", ".", "(", "", "*", "_", "[", "—", "–", "-", ";")
         capitalised_inside = not follows_break and word[0].isupper()
-        if (inner_caps or with_digit or capitalised_inside or word[0].isupper() and index == 0 and inner_caps) and word not in terms:
-            terms.append(word)
+        if (inner_caps or with_digit or capitalised_inside) and word not in (t for t, _ in terms):
+            terms.append((word, match.start()))
     return terms
-
-
-def _description(sentence: str, mentions: list[_Mention]) -> str:
-    """What the writer says about the paper: for 'arXiv:ID (2023): label' the label; else the
-    sentence without identifiers, links and empty parentheses."""
-    if mentions:
-        after = sentence[mentions[0].end :]
-        label = re.match(r"^\s*(?:\([^()]*\))?\s*:\s*(?P<label>.+)$", after)
-        if label and len(mentions) == 1 and not sentence[: mentions[0].start].strip():
-            return label["label"].strip()
-    text = _mask(sentence, mentions)
-    text = re.sub(r"\barxiv\s*:?\s*(?=[\s;,)])", " ", text, flags=re.IGNORECASE)
-    text = re.sub(r"\(\s*[,;\s]*\)", " ", text)
-    return " ".join(text.split())
 
 
 # --- BibTeX --------------------------------------------------------------------------------------
@@ -425,27 +485,32 @@ def _extract_bibtex(text: str) -> tuple[list[Citation], list[tuple[int, int]]]:
         fields = _bib_fields(body)
         line = text.count("\n", 0, entry.start()) + 1
         title = _bib_text(fields.get("title", "")) or None
-        year_text = fields.get("year", "")
+        year_text = fields.get("year", "") or fields.get("date", "")
         year = int(found.group(0)) if (found := re.search(r"\d{4}", year_text)) else None
         authors = [_bib_surname(a) for a in re.split(r"\s+and\s+", _bib_text(fields.get("author", ""))) if a.strip()]
         context = " ".join(_bib_text(text[entry.start() : end]).split())
+        abstract = _bib_text(fields.get("abstract", ""))
         common = dict(
-            line=line, context=context, description=title or context, stated_year=year,
-            authors_named=[a for a in authors if a and a.lower() != "others"], claimed_title=title,
+            line=line, context=context, description=" ".join(p for p in (title, abstract) if p) or context,
+            stated_year=year, authors_named=[a for a in authors if a and a.lower() != "others"], claimed_title=title,
+            title_source="bibtex" if title else None,
         )
         eprint = fields.get("eprint", "").strip()
-        prefix = fields.get("archiveprefix", "").strip().lower()
+        prefix = (fields.get("archiveprefix", "") or fields.get("eprinttype", "")).strip().lower()
         if eprint and prefix in ("", "arxiv"):
-            parsed = parse_arxiv_id(eprint)
+            parsed = parse(eprint)
             citations.append(
                 Citation(as_written=eprint, arxiv_id=parsed.canonical if parsed else eprint, version=parsed.version if parsed else None, **common)
             )
             continue
-        found = [m for key in ("journal", "note", "url", "howpublished", "volume", "doi") for m in _find_mentions(fields.get(key, ""))]
-        if found:
-            parsed = parse_arxiv_id(found[0].token)
+        places = [fields.get(key, "") for key in ("doi", "url", "journal", "note", "howpublished", "volume", "number")]
+        places.append(f"{fields.get('journal', '')} {fields.get('volume', '')}")
+        found_mentions = [m for place in places if place.strip() for m in find_mentions(place, citing="corr" in place.lower() or "arxiv" in place.lower())]
+        if found_mentions:
+            mention = found_mentions[0]
+            parsed = parse(mention.token)
             citations.append(
-                Citation(as_written=found[0].written, arxiv_id=parsed.canonical if parsed else found[0].token, version=parsed.version if parsed else None, **common)
+                Citation(as_written=mention.written, arxiv_id=parsed.canonical if parsed else mention.token, version=parsed.version if parsed else None, **common)
             )
         elif year is not None:
             citations.append(Citation(as_written=entry["key"] or context[:40], arxiv_id=None, **common))
@@ -479,8 +544,19 @@ def _bib_fields(body: str) -> dict[str, str]:
     return fields
 
 
+_LATEX_ACCENT = re.compile(r"\\[`'^\"~=.uvHckbdrt]\s*\{?([A-Za-z])\}?")
+_LATEX_MARKS = {"`": "\u0300", "'": "\u0301", "^": "\u0302", '"': "\u0308", "~": "\u0303", "=": "\u0304", ".": "\u0307",
+                "u": "\u0306", "v": "\u030c", "H": "\u030b", "c": "\u0327", "k": "\u0328", "r": "\u030a"}
+
+
 def _bib_text(value: str) -> str:
-    return " ".join(value.replace("{", "").replace("}", "").split())
+    def accent(match: re.Match) -> str:
+        mark = _LATEX_MARKS.get(match.group(0)[1], "")
+        return unicodedata.normalize("NFC", match.group(1) + mark)
+
+    value = _LATEX_ACCENT.sub(accent, value)
+    value = re.sub(r"\\(?:textit|emph|textbf|textsc|mbox)\s*", "", value)
+    return " ".join(value.replace("{", "").replace("}", "").replace("\\&", "&").split())
 
 
 def _bib_surname(author: str) -> str:
@@ -491,7 +567,3 @@ def _bib_surname(author: str) -> str:
 def fold(text: str) -> str:
     """Lower case without accents, for comparing names and titles."""
     return "".join(c for c in unicodedata.normalize("NFKD", text.casefold()) if not unicodedata.combining(c))
-
-
-def _int(value: str | None) -> int | None:
-    return int(value) if value else None

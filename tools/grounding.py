@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
-from tools.citations import Citation, check_shape, extract_citations, fold
+from tools.arxiv_id import check_shape
+from tools.citations import Citation, extract_citations, fold
 from tools.papers import Paper
 
 if TYPE_CHECKING:

@@ -25,15 +25,13 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Literal
 
+from tools.arxiv_id import canonical as canonical_id
 from tools.papers import Paper
 
 PACKAGED_FILE = "arxiv_snapshot.jsonl"
 SCHEMA_VERSION = "1"
 Origin = Literal["packaged", "kaggle"]
 
-_VERSION_SUFFIX = re.compile(r"v[1-9]\d*$", re.IGNORECASE)
-_OLD_STYLE_SUBJECT_CLASS = re.compile(r"^([a-z-]+)\.[A-Za-z-]+/(\d{7})")
-_ARXIV_PREFIX = re.compile(r"^arxiv:", re.IGNORECASE)
 _TERM = re.compile(r"\w+", re.UNICODE)
 # Words that would only add noise to an OR-combined query; bm25 discounts them little in a small corpus.
 _STOP_WORDS = frozenset(
@@ -58,16 +56,6 @@ CREATE VIRTUAL TABLE IF NOT EXISTS papers_fts USING fts5 (
     title, summary, findings, topics, tokenize = 'porter unicode61'
 );
 """
-
-
-def canonical_id(arxiv_id: str) -> str:
-    """`arXiv:2305.17493v2` -> `2305.17493`; `math.GT/0309136v1` -> `math/0309136`.
-
-    Old-style IDs keep their archive; the subject class is not part of the identifier (arXiv and
-    the Kaggle metadata both omit it).
-    """
-    bare = _VERSION_SUFFIX.sub("", _ARXIV_PREFIX.sub("", arxiv_id.strip()))
-    return _OLD_STYLE_SUBJECT_CLASS.sub(r"\1/\2", bare)
 
 
 def fts_query(text: str) -> str | None:

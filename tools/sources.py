@@ -24,7 +24,8 @@ from pydantic import BaseModel
 
 from tools.arxiv_api import DEFAULT_ARXIV_URL, MIN_INTERVAL_S, ArxivClient, ArxivUnavailable, Clock
 from tools.cache import LookupCache
-from tools.citations import fold, parse_arxiv_id
+from tools.arxiv_id import parse as parse_arxiv_id
+from tools.citations import fold
 from tools.papers import Paper
 from tools.snapshot import Snapshot
 
