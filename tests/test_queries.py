@@ -1,0 +1,24 @@
+"""Queries per assertion: keyphrases without stop words, years or IDs; a negated form for counter-evidence."""
+
+from __future__ import annotations
+
+from agent.queries import keyphrases, negate, queries_for
+
+
+def test_keyphrases_drop_stop_words_years_and_identifiers():
+    phrases = keyphrases("In 2023 arXiv:2305.17493 showed that the tails of the distribution vanish first (2023).")
+    words = " ".join(phrases).split()
+    assert "tails" in words and "distribution" in words
+    assert not {"2023", "arxiv", "the", "of", "that", "2305.17493"} & set(words)
+
+
+def test_negation_flips_the_assertion():
+    assert negate("Collapse is NOT simply a function of the ratio") == "Collapse is simply a function of the ratio"
+    assert negate("Retrieval can improve factuality") == "Retrieval can not improve factuality"
+    assert negate("RLHF reduces output diversity (2023, arXiv:2310.06452).") == "No evidence that RLHF reduces output diversity"
+
+
+def test_every_query_says_why_it_was_issued():
+    queries = queries_for("Induction heads account for most in-context learning")
+    assert len(queries) == 2 and all(q.why for q in queries)
+    assert "induction heads" in queries[0].text and "counter-evidence" in queries[1].why
