@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -416,12 +417,22 @@ def _numbers(text: Optional[str], kind: type, option: str) -> Optional[list]:
         raise fail(f"{option} takes comma-separated numbers, got {text!r}") from None
 
 
+def _last(metrics: dict[str, list[float | None]], name: str) -> str:
+    """The last generation's mean over seeds with its 95 % half-width, or '-' where the family lacks it."""
+    values, se = metrics.get(name), metrics.get(f"{name}_se")
+    if not values or values[-1] is None:
+        return "-"
+    if not se or se[-1] is None:
+        return f"{values[-1]:.3f}"
+    return f"{values[-1]:.3f}±{1.96 * se[-1]:.3f}"
+
+
 @app.command()
 def simulate(
-    family: Optional[list[str]] = typer.Option(None, help="Model family (repeatable): categorical, markov, gaussian, linear_regression, neural_lm, vae_digits."),
+    family: Optional[list[str]] = typer.Option(None, help="Model family (repeatable): categorical, markov, gaussian, gaussian_mixture, linear_regression, neural_lm, vae_digits."),
     regime: Optional[list[str]] = typer.Option(None, help="Regime (repeatable): replace, fresh, accumulate, fixed_real, accumulate_subsample."),
-    ratios: Optional[str] = typer.Option(None, help="Synthetic ratios rho in [0, 1], comma-separated."),
-    diversity: Optional[str] = typer.Option(None, help="Diversity values, comma-separated (matched: target entropy in nats)."),
+    ratios: Optional[str] = typer.Option(None, help="Synthetic shares rho in [0, 1], comma-separated (0: the real-only cell)."),
+    diversity: Optional[str] = typer.Option(None, help="Sampler settings, comma-separated (temperature 0.9 sharpens; the unbiased one is always added; matched: target entropy in nats)."),
     diversity_control: Optional[str] = typer.Option(None, help="temperature | top_p | top_k | dedup | tail_resample | matched."),
     real_amounts: Optional[str] = typer.Option(None, help="Real samples per generation, comma-separated."),
     hold: Optional[str] = typer.Option(None, help="What stays fixed as rho varies: real (real count) | total (samples per generation); default: the budget's."),
@@ -436,7 +447,7 @@ def simulate(
     force: bool = typer.Option(False, help="Write into a non-empty --out directory."),
     format: str = typer.Option("table", "--format", help="table | json (the result JSON on stdout)."),
 ) -> None:
-    """Run a recursive-training sweep: ratio vs diversity vs real-data amount."""
+    """Run a recursive-training sweep: synthetic share vs sampler bias vs amount of real data."""
     from pydantic import ValidationError
 
     from simulations.device import resolve_device
@@ -467,13 +478,19 @@ def simulate(
             raise fail(f"--samples must be an integer >= 2, got {samples}")
         base["real_amounts"], base["holds"] = [samples], ["total"]
     if diversity is None:
-        # The budgets' diversity values are matched-entropy targets in the categorical family's nats.
-        control = diversity_control or ("matched" if set(base["families"]) == {"categorical"} else "temperature")
-        if control == "temperature":
-            base["diversity"] = [1.0]
-        elif control != "matched" or set(base["families"]) != {"categorical"}:
-            raise fail(f"--diversity-control {control} needs --diversity values here: the budget's are entropy targets for the categorical family")
-        base["diversity_control"] = control
+        # The budgets' sampler settings are temperatures; another control needs its own values, or runs at
+        # its unbiased setting alone (the config adds that setting to every grid anyway).
+        control = diversity_control or base["diversity_control"]
+        if control != "temperature":
+            from simulations.diversity import CONTROLS, UNBIASED
+
+            if control not in CONTROLS:
+                raise fail(f"unknown --diversity-control {control!r}: use one of {', '.join(CONTROLS)}")
+            if control not in UNBIASED:
+                raise fail(f"--diversity-control {control} needs --diversity values: it has no unbiased setting to run alone")
+            base["diversity"] = [UNBIASED[control]]
+            console.print(f"--diversity not given: running {control} at its unbiased setting {UNBIASED[control]:g} alone",
+                          highlight=False, soft_wrap=True)
     if estimator is not None:
         if estimator not in ("mle", "unbiased"):
             raise fail(f"unknown estimator {estimator!r}: use mle or unbiased")
@@ -499,15 +516,24 @@ def simulate(
     if format == "json":
         sys.stdout.write(json.dumps(payload) + "\n")
         return
-    table = Table(title=f"{len(result.cells)} cells, {cfg.generations} generations, {cfg.seeds} seeds")
-    for column in ("family", "regime", "ratio", "diversity", "real", "tail kept (last)", "kl (last)"):
+    columns = {"tail_mass_ratio": "tail mass ratio (last)", "tail_coverage": "tail coverage (last)",
+               "forward_kl": "forward KL (last)"}
+    families, holds = {c.family for c in result.cells}, {c.hold for c in result.cells}
+    table = Table(title=f"{len(result.cells)} cells, {cfg.generations} generations, {cfg.seeds} seeds; last generation: "
+                        "mean ± 95% half-width over seeds", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in (["family"] if len(families) > 1 else []) + ["regime"] + (["hold"] if len(holds) > 1 else []):
         table.add_column(column)
+    for column in ("ratio", cfg.diversity_control.replace("_", "-"), "real", "samples"):
+        table.add_column(column, justify="right")
+    for column in columns.values():
+        table.add_column(column, justify="right", min_width=11)
     for cell in result.cells:
-        last = lambda name: "-" if name not in cell.metrics or cell.metrics[name][-1] is None else f"{cell.metrics[name][-1]:.3f}"  # noqa: E731
-        table.add_row(cell.family, cell.regime, f"{cell.ratio:g}", f"{cell.diversity:g}", str(cell.real_amount),
-                      last("tail_mass_kept"), last("kl"))
+        table.add_row(*([cell.family] if len(families) > 1 else []), cell.regime,
+                      *([cell.hold] if len(holds) > 1 else []), f"{cell.ratio:g}", f"{cell.diversity:g}",
+                      str(cell.real_amount), str(cell.samples), *(_last(cell.metrics, name) for name in columns))
     Console().print(table)
-    Console().print(result.analysis.get("verdict", ""))
+    Console().print(result.analysis.result if result.analysis is not None
+                    else "No family in this sweep measures the tail of its truth, so there is no boundary to report.")
     Console().print(f"{time.perf_counter() - started:.1f} s (results cached by config hash under {Settings().sim_cache_dir})")
     if out is not None:
         Console().print(f"wrote {out / 'result.json'} and {out / 'figures'}")

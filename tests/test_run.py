@@ -7,12 +7,14 @@ import os
 import signal
 import subprocess
 import sys
+from html import escape as html_escape
 from pathlib import Path
 
 import pytest
 import torch
 
 from agent.models import Report
+from simulations.analysis import Boundary, CellEffect, ScaleTest, Stationarity
 from tests.subprocess_cli import run_cli
 
 
@@ -64,10 +66,71 @@ def test_report_content_is_computed_from_the_run(audit):
     assert all(q["grounded_in"] for q in report["follow_up_questions"])
     assert {t["task_id"] for t in report["tasks"]} >= {"1a", "1b", "2", "3a", "3b"}
     assert report["method"]["claim_coverage"] == {"claims": 4, "with_checkable_id": 3, "share": 0.75}
-    assert report["simulations"]["analysis"]["verdict"] in report["bottom_line"] + (out / "report.md").read_text()
+    question = report["follow_up_questions"][0]
+    assert any(g.startswith("simulations.boundaries[") for g in question["grounded_in"]), "built from a boundary"
     for claim in report["claims"]:
         for e in claim["evidence"]:
             assert e["rationale"].startswith("heuristic:"), "offline judgements say they are heuristic"
+
+
+def test_simulations_carry_the_labs_typed_results(audit):
+    out, _ = audit
+    report = json.loads((out / "report.json").read_text())
+    sims = report["simulations"]
+    assert not {"verdict", "effect_of_ratio", "effect_of_diversity", "analysis"} & set(sims), "the old contract is gone"
+    # The lab's models, dumped: they validate back as themselves.
+    effects = [CellEffect.model_validate(e) for e in sims["effects"]]
+    boundaries = [Boundary.model_validate(b) for b in sims["boundaries"]]
+    scale = [ScaleTest.model_validate(t) for t in sims["scale"]]
+    assert [Stationarity.model_validate(s) for s in sims["stationarity"]]
+    assert effects and boundaries and scale
+    assert sims["design"]["held_fixed"] and set(sims["design"]["held_fixed"]) <= {"fixed_real", "fresh"}
+    assert sims["design"]["config"]["diversity_control"] == "temperature"
+    assert all(len(b.band) == 2 and (b.status == "crossed") == (b.ratio is not None) for b in boundaries)
+    assert all(e.relative_tail_mass is None or e.relative_tail_mass.ci[0] <= e.relative_tail_mass.mean <= e.relative_tail_mass.ci[1]
+               for e in effects)
+    mixed = [c for c in sims["cells"] if 0 < c["ratio"] < 1]
+    assert mixed and all(set(c["counterfactuals"]) == {"same_real", "same_total"} for c in mixed)
+
+    # The lab's answer is quoted verbatim: in the bottom line, in report.md, and in every tagged claim's verdict.
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    assert sims["result"] in report["bottom_line"] and sims["result"] in md
+    assert html_escape(sims["result"]) in html
+    tagged = [c for c in report["claims"] if {"ratio", "diversity", "tails"} & set(c["tags"])]
+    assert tagged and all(sims["result"] in c["verdict"]["rationale"] for c in tagged)
+
+    section = md[md.index("## Simulation evidence"):md.index("## Follow-up questions")]
+    for heading in ("### Collapse boundaries", "### Effects against the real-only counterfactuals", "### Stationarity"):
+        assert heading in section
+    for held in sims["design"]["held_fixed"].values():
+        assert held in section
+    for banned in ("tail loss", "variance", "threshold", "verdict"):
+        assert banned not in section.lower(), banned
+    rows = _table(section, "crossing share")
+    assert len(rows) == len(boundaries)
+    for status, words in (("not_reached", "| not reached |"), ("crossed", "| crossed |")):
+        assert sum(words in row for row in rows) == sum(b.status == status for b in boundaries)
+    for row in rows:
+        crossing, band = [x.strip() for x in row.split("|")[-3:-1]]
+        if "| not reached |" in row:
+            assert crossing.startswith("not reached up to share") and band.startswith(("not reached", "0."))
+        if "| crossed |" in row:
+            assert " to " in band, "every crossing has its bootstrap band"
+    effect_rows = _table(section, "relative tail mass, mean [95% CI]")
+    assert effect_rows and all(row.count("[") >= 4 for row in effect_rows), "every estimate has its interval"
+
+
+def _table(text: str, column: str) -> list[str]:
+    """The body rows of the Markdown table whose header names `column`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|") and column in line)
+    body = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        body.append(line)
+    return body
 
 
 def test_existing_report_is_not_overwritten_without_force(audit, tmp_path):

@@ -7,9 +7,11 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 
 from agent.models import Report, SourceInfo
+from agent.nodes.simulate import lab_answer, sweep_result
 from agent.report.render import write_report
 from agent.services import services_for
 from agent.state import AuditState
+from simulations.sweep import SweepResult
 
 _VERSIONS = ("collapse-audit", "langgraph", "torch", "arxiv", "openai", "httpx", "pydantic")
 
@@ -22,7 +24,7 @@ def write_audit_report(state: AuditState) -> dict:
     with_id = [a for a in audits if any(c.arxiv_id for c in a.citations)]
     judged = [e.judged_by for a in audits for e in a.evidence] + [a.verdict.judged_by for a in audits]
     sim = state["simulation"]
-    analysis = sim["result"]["analysis"]
+    sweep = sweep_result(state)
     report = Report(
         run_id=run.run_id,
         created_at=datetime.now(timezone.utc),
@@ -32,23 +34,14 @@ def write_audit_report(state: AuditState) -> dict:
         claims=audits,
         citations=citations,
         anchor_citations=anchors,
-        simulations={
-            "verdict": analysis["verdict"],
-            "effect_of_ratio": analysis.get("effect_of_ratio"),
-            "effect_of_diversity": analysis.get("effect_of_diversity"),
-            "experiments": sim["result"]["cells"],
-            "analysis": analysis,
-            "config": sim["result"]["config"],
-            "plan": sim["plan"],
-            "figures": sim["figures"],
-        },
+        simulations=simulations_section(sweep, sim["plan"], sim["figures"]),
         follow_up_questions=state["follow_ups"],
         tasks=state["tasks"],
         sources=[SourceInfo(name=n, detail=d) for n, d in services.source.describe()],
         method={
             "versions": {"python": platform.python_version(), **{p: version(p) for p in _VERSIONS}},
             "seed": run.seed,
-            "simulation_config": sim["result"]["config"],
+            "simulation_config": sweep.config.model_dump(mode="json"),
             "snapshot_date": services.snapshot.snapshot_date.isoformat(),
             "embeddings": services.embedder.name,
             "judgements": {kind: judged.count(kind) for kind in ("heuristic", "model")},
@@ -60,8 +53,41 @@ def write_audit_report(state: AuditState) -> dict:
             "quotes": _quote_note([e.quote_source for a in audits for e in a.evidence if e.quote]),
         },
     )
-    files = write_report(report, run.out_dir, figures=sim["figures"])
+    files = write_report(report, run.out_dir, figures=sim["figures"], sweep=sweep)
     return {"report_files": [str(f) for f in files]}
+
+
+def simulations_section(sweep: SweepResult, plan: dict, figures: list[str]) -> dict:
+    """report.json's `simulations`: the lab's typed results dumped to JSON, under stable keys.
+
+    result       the lab's answer in one sentence (computed by the lab from the numbers below)
+    design       the sweep's config, what each headline regime holds fixed, the response and its window
+    effects      per cell: relative tail mass and the paired differences vs its real-only counterfactuals
+    boundaries   per slice: the synthetic share where the tail mass crosses 1 - tolerance, with its band
+    scale        the scale-invariance tests f(cR, cS) = f(R, S)
+    stationarity per regime: how many cells were flat over the averaging window
+    cells        every cell's per-generation metrics and its counterfactual differences
+    """
+    analysis = sweep.analysis
+    dump = lambda models: [m.model_dump(mode="json") for m in models]  # noqa: E731
+    return {
+        "result": lab_answer(analysis),
+        "design": {
+            "config": sweep.config.model_dump(mode="json"),
+            "held_fixed": analysis.headline if analysis else {},
+            "response": analysis.response if analysis else None,
+            "tolerance": analysis.tolerance if analysis else sweep.config.tolerance,
+            "window": list(analysis.window) if analysis else None,
+        },
+        "effects": dump(analysis.effects) if analysis else [],
+        "boundaries": dump(analysis.boundaries) if analysis else [],
+        "scale": dump(analysis.scale) if analysis else [],
+        "stationarity": dump(analysis.stationarity) if analysis else [],
+        "notes": analysis.notes if analysis else [],
+        "cells": dump(sweep.cells),
+        "plan": plan,
+        "figures": figures,
+    }
 
 
 def _quote_note(sources: list[str]) -> str:

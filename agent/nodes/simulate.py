@@ -1,17 +1,24 @@
-"""Stage 5: plan and run the recursive-training simulations that test the ratio hypothesis."""
+"""Stage 5: plan and run the recursive-training simulations that test the ratio hypothesis.
+
+The lab's result travels through the graph state as plain data and is read back, typed, in one
+place: `sweep_result(state)`. Everything downstream (synthesize, the report) reads the lab's own
+models (`SweepResult`, `SimAnalysis`, `Boundary`, ...), never dict keys.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Any
 
 from langgraph.config import get_stream_writer
 
 from agent.services import services_for
 from agent.state import AuditState
+from simulations.analysis import Boundary, SimAnalysis
+from simulations.diversity import MORE_IS_DIVERSE, UNBIASED
 from simulations.plots import write_figures
-from simulations.sweep import SweepConfig, run_sweep
+from simulations.sweep import SweepConfig, SweepResult, run_sweep
 
-# Claims carrying these tags are the ones a ratio-vs-diversity simulation can speak to.
+# Claims carrying these tags are the ones a ratio-vs-sampler-bias simulation can speak to.
 SIMULATABLE_TAGS = {"ratio", "diversity", "tails"}
 
 
@@ -29,69 +36,116 @@ def run_simulations(state: AuditState) -> dict:
     return {
         "simulation": {
             "plan": {"budget": run.sim_budget, "informs_claims": informs},
-            "result": result.model_dump(mode="json"),
+            "result": state_form(result),
             "figures": [str(p) for p in figures],
         }
     }
 
 
-@dataclass(frozen=True)
-class SimFacts:
-    """The numbers from the simulation lab that claims, tasks, questions and the bottom line cite.
+def state_form(result: SweepResult) -> dict[str, Any]:
+    """The result as plain data for the checkpointed state.
 
-    Shares and the ratio effect come from the lab's primary block (the part of the grid where ratio
-    and diversity both vary); collapse counts and thresholds come from every cell and group.
+    Python mode, not JSON mode: a float JSON cannot hold (an infinity or NaN anywhere in the lab's
+    numbers) would come back as null and the typed read in `sweep_result` would refuse it; msgpack,
+    which the checkpointer uses, keeps it exactly.
     """
-
-    verdict: str
-    regime: str  # the primary block's regime
-    shares: dict[str, dict]  # factor -> {"share", "ci"}: share of variance in final tail loss
-    ratio_effect: dict  # low_level, high_level, tail_loss_at_low, tail_loss_at_high
-    tolerance: float
-    diversity_control: str
-    thresholds: list[dict]  # every group's rows, each with its "regime" and "data" (amount per generation) added
-    final_loss: list[tuple[str, float, float]]  # (regime, ratio, mean final tail loss) per cell
-
-    def share(self, factor: str) -> float:
-        return self.shares.get(factor, {}).get("share", 0.0)
-
-    def share_text(self, factor: str) -> str:
-        if factor not in self.shares:
-            return f"{factor.replace('_', ' ')} did not vary"
-        lo, hi = self.shares[factor]["ci"]
-        return f"{factor.replace('_', ' ')} {self.share(factor):.0%} (95% CI {lo:.0%}–{hi:.0%})"
-
-    def collapsed(self, regimes: set[str] | None = None) -> tuple[int, int]:
-        """(cells whose mean final tail loss exceeds the tolerance, cells) among `regimes` (all: None)."""
-        cells = [loss for regime, _, loss in self.final_loss if regimes is None or regime in regimes]
-        return sum(loss > self.tolerance for loss in cells), len(cells)
+    return result.model_dump()
 
 
-def sim_facts(analysis: dict, cells: list[dict]) -> SimFacts | None:
-    """None when no block of the grid varies both ratio and diversity (nothing to separate)."""
-    primary = analysis.get("primary")
-    if primary is None:
-        return None
-    group = next(g for g in analysis["groups"] if all(g[k] == v for k, v in primary.items()))
-    final_loss = []
-    for cell in cells:
-        kept = cell["metrics"]["tail_mass_kept"]
-        if kept[1] is not None and kept[-1] is not None:  # entry 1: fit on real data only
-            final_loss.append((cell["regime"], cell["ratio"], kept[1] - kept[-1]))
-    return SimFacts(
-        verdict=analysis["verdict"],
-        regime=primary["regime"],
-        shares=group["variance_shares"],
-        ratio_effect=analysis["effect_of_ratio"],
-        tolerance=analysis["thresholds"]["tolerance"],
-        diversity_control=primary["diversity_control"],
-        thresholds=[
-            {**t, "regime": g["regime"], "data": _amount(t)} for g in analysis["groups"] for t in g.get("thresholds", [])
-        ],
-        final_loss=final_loss,
-    )
+def sweep_result(state: AuditState) -> SweepResult:
+    """The lab's result held in the graph state, validated back into its typed form."""
+    return SweepResult.model_validate(state["simulation"]["result"])
 
 
-def _amount(row: dict) -> str:
-    """A threshold row holds either the real count (fixed-real blocks) or the training size (fixed-total)."""
-    return f"{row['real_amount']} real samples" if "real_amount" in row else f"{row['samples']} samples in all"
+def sim_analysis(state: AuditState) -> SimAnalysis | None:
+    """The lab's analysis; None when no family in the sweep measures the tail."""
+    return sweep_result(state).analysis
+
+
+# --- reading the lab's results: one wording for the report, the bottom line and the questions ---
+
+NO_TAIL_RESULT = (
+    "No model family in this sweep measures the tail of a known truth, so the simulations do not speak to "
+    "whether the synthetic share or the sampler's bias drives collapse."
+)
+
+
+def lab_answer(analysis: SimAnalysis | None) -> str:
+    """The lab's one-sentence answer, computed by the lab from its numbers (quoted, never reworded)."""
+    return analysis.result if analysis is not None else NO_TAIL_RESULT
+
+
+def bias_label(control: str, value: float) -> str:
+    """A sampler setting with its direction relative to the model: 'temperature 0.9 (sharpened)'."""
+    name = control.replace("_", "-")
+    unbiased = UNBIASED.get(control)
+    if unbiased is None:
+        return f"{name} {value:g}"
+    if value == unbiased:
+        return f"{name} {value:g} (unbiased)"
+    diverse = value > unbiased if MORE_IS_DIVERSE.get(control, True) else value < unbiased
+    return f"{name} {value:g} ({'flattened' if diverse else 'sharpened'})"
+
+
+def size_label(boundary: Boundary) -> str:
+    """What the boundary's size counts: the real samples held fixed, or the samples per generation."""
+    return f"R = {boundary.size} real samples" if boundary.hold == "real" else f"M = {boundary.size} samples per generation"
+
+
+def _digits(boundary: Boundary) -> int:
+    """Two decimals, three where the band would otherwise print as one number."""
+    lo, hi = boundary.band
+    return 3 if lo is not None and hi is not None and f"{lo:.2f}" == f"{hi:.2f}" else 2
+
+
+def share_text(boundary: Boundary) -> str:
+    """The crossing share of a crossed boundary, as precise as its band needs."""
+    return f"{boundary.ratio:.{_digits(boundary)}f}" if boundary.ratio is not None else "none"
+
+
+def crossing_text(boundary: Boundary) -> str:
+    if boundary.status == "crossed" and boundary.ratio is not None:
+        return f"{share_text(boundary)} ({per_real(boundary.ratio)} synthetic per real)"
+    if boundary.status == "below_grid":
+        return f"below the lowest tested share ({boundary.tested[0]:g})"
+    return f"not reached up to share {boundary.tested[1]:g}"
+
+
+def band_text(boundary: Boundary) -> str:
+    """The 95 % bootstrap band of the crossing share; an end beyond the tested shares said in words."""
+    lo, hi = boundary.band
+    lowest, highest = boundary.tested
+    if lo is None and hi is None:
+        if boundary.status == "not_reached":
+            return f"not reached up to share {highest:g}"
+        if boundary.status == "below_grid":
+            return f"below the lowest tested share ({lowest:g})"
+        return f"below {lowest:g} to beyond {highest:g} (not reached)"
+    digits = _digits(boundary)
+    low = f"{lo:.{digits}f}" if lo is not None else f"below the lowest tested share ({lowest:g})"
+    high = f"{hi:.{digits}f}" if hi is not None else f"beyond {highest:g} (not reached)"
+    return f"{low} to {high}"
+
+
+def per_real(share: float) -> str:
+    """S / R at a synthetic share rho = S / (R + S)."""
+    if share >= 1:
+        return "all"
+    x = share / (1 - share)
+    return f"{x:.2f}" if x < 10 else f"{x:.0f}"
+
+
+def headline_boundaries(analysis: SimAnalysis) -> list[Boundary]:
+    """The boundaries of the pre-registered headline slices (fixed real count), in the lab's order."""
+    regimes = list(analysis.headline)
+    rows = [b for b in analysis.boundaries if b.hold == "real" and b.regime in regimes]
+    return sorted(rows, key=lambda b: (regimes.index(b.regime), bias_order(b.diversity_control, b.diversity), b.size))
+
+
+def bias_order(control: str, value: float) -> tuple:
+    """The unbiased sampler first, then sharpening settings from mild to strong, then flattening ones."""
+    unbiased = UNBIASED.get(control)
+    if unbiased is None:
+        return (0, 0, value)
+    diverse = value > unbiased if MORE_IS_DIVERSE.get(control, True) else value < unbiased
+    return (value != unbiased, diverse, abs(value - unbiased))

@@ -11,37 +11,42 @@ from datetime import date, timedelta
 
 from agent.models import STANCE_SCORE, Claim, ClaimAudit, Evidence, FollowUpQuestion, TaskFinding
 from agent.nodes.literature import related_papers
-from agent.nodes.simulate import SimFacts, sim_facts
+from agent.nodes.simulate import (
+    SIMULATABLE_TAGS,
+    band_text,
+    bias_label,
+    headline_boundaries,
+    lab_answer,
+    per_real,
+    share_text,
+    sim_analysis,
+    size_label,
+)
 from agent.services import services_for
 from agent.state import AuditState, RunConfig
+from simulations.analysis import Boundary, SimAnalysis
 from tools.embeddings import Embedder, cosine
 
 # A task or claim paper must be at least this similar to count as "found".
 TASK_RELEVANCE = 0.45
 
 
-def simulation_note(claim: Claim, facts: SimFacts | None) -> str | None:
-    """What the simulations say about a claim, for claims whose tags they speak to."""
-    if facts is None or not set(claim.tags) & {"ratio", "diversity", "tails"}:
+def simulation_note(claim: Claim, analysis: SimAnalysis | None) -> str | None:
+    """What the simulations say about a claim whose tags they speak to: the lab's answer, quoted."""
+    if analysis is None or not set(claim.tags) & SIMULATABLE_TAGS:
         return None
-    collapsed, total = facts.collapsed()
-    return (
-        f"tail loss exceeded {facts.tolerance:g} in {collapsed} of {total} simulated conditions; across the "
-        f"matched-diversity block, shares of variance in final tail loss are {facts.share_text('ratio')}, "
-        f"{facts.share_text('diversity')}, {facts.share_text('real_amount')}"
-    )
+    return f"the simulation lab's answer: \u201c{analysis.result}\u201d"
 
 
 def synthesize(state: AuditState) -> dict:
     run, inquiry = state["run"], state["inquiry"]
     services = services_for(run)
-    result = state["simulation"]["result"]
-    facts = sim_facts(result["analysis"], result["cells"])
+    analysis = sim_analysis(state)
     audits = []
     for claim in inquiry.claims:
         citations = state["citations"].get(claim.id, [])
         evidence = state["evidence"].get(claim.id, [])
-        verdict = services.analyst.judge(claim, evidence, citations, simulation_note(claim, facts))
+        verdict = services.analyst.judge(claim, evidence, citations, simulation_note(claim, analysis))
         audits.append(
             ClaimAudit(
                 id=claim.id, text=claim.text, dated=claim.dated, tags=claim.tags, durability=claim.durability,
@@ -51,13 +56,14 @@ def synthesize(state: AuditState) -> dict:
         )
     return {
         "audits": audits,
-        "tasks": [task_finding(t.id, t.text, run, inquiry.claims, facts) for t in inquiry.tasks],
-        "follow_ups": follow_up_questions(audits, facts),
-        "bottom_line": bottom_line(audits, facts),
+        "tasks": [task_finding(t.id, t.text, run, inquiry.claims, analysis) for t in inquiry.tasks],
+        "follow_ups": follow_up_questions(audits, analysis),
+        "bottom_line": bottom_line(audits, analysis),
     }
 
 
-def bottom_line(audits: list[ClaimAudit], facts: SimFacts | None) -> str:
+def bottom_line(audits: list[ClaimAudit], analysis: SimAnalysis | None) -> str:
+    """The lab's answer, quoted as it computed it, then what the literature retrieved for the ratio claims says."""
     ratio_claims = [a for a in audits if "ratio" in a.tags]
     against = sorted({e.arxiv_id for a in ratio_claims for e in a.evidence if STANCE_SCORE[e.stance] < 0})
     support = sorted({e.arxiv_id for a in ratio_claims for e in a.evidence if STANCE_SCORE[e.stance] > 0})
@@ -66,32 +72,9 @@ def bottom_line(audits: list[ClaimAudit], facts: SimFacts | None) -> str:
         f"Among newer papers retrieved for the {len(ratio_claims)} ratio-related claim(s), {len(support)} agree "
         f"and {len(against)} disagree or qualify. {flagged} citation(s) in the claims could not be grounded."
     )
-    if facts is None:
-        return "The simulations did not vary ratio and diversity together, so they cannot separate the two. " + literature
-    return f"{simulated_collapse(facts)} {literature}"
-
-
-def simulated_collapse(facts: SimFacts) -> str:
-    """Where the simulations collapsed, and how much the ratio moved tail loss where real data stayed."""
-    collapsed, total = facts.collapsed()
-    mixing = {regime for regime, ratio, _ in facts.final_loss if ratio < 1}
-    mixed_collapsed, mixed_total = facts.collapsed(mixing)
-    pure = {regime for regime, ratio, _ in facts.final_loss if ratio >= 1}
-    max_ratio = max((ratio for regime, ratio, _ in facts.final_loss if regime in mixing), default=0.0)
-    effect = facts.ratio_effect
-    change = effect["tail_loss_at_high"] - effect["tail_loss_at_low"]
-    direction = "raised" if change > 0 else "lowered"
-    return (
-        f"In our simulations tail loss exceeded {facts.tolerance:g} of the true tail mass in {collapsed} of {total} "
-        f"conditions; with real data in every generation ({', '.join(sorted(mixing)) or 'no such regime'}), "
-        f"{mixed_collapsed} of {mixed_total} did, at synthetic ratios up to {max_ratio:g}"
-        + (f", while purely synthetic training ({', '.join(sorted(pure))}) collapsed in "
-           f"{facts.collapsed(pure)[0]} of {facts.collapsed(pure)[1]}" if pure else "")
-        + f". At matched diversity in the {facts.regime} regime, raising the ratio from {effect['low_level']:g} to "
-        f"{effect['high_level']:g} {direction} final tail loss by {abs(change):.3f} "
-        f"({facts.share_text('ratio')} of its variance; {facts.share_text('diversity')}; "
-        f"{facts.share_text('real_amount')})."
-    )
+    if analysis is None:
+        return f"{lab_answer(analysis)} {literature}"
+    return f"The simulation lab's answer: \u201c{analysis.result}\u201d {literature}"
 
 
 _WINDOW = re.compile(r"last\s+(\d+)\s+(day|week|month|year)s?", re.I)
@@ -108,7 +91,9 @@ def task_window(text: str, run_date: date) -> date | None:
     return run_date - timedelta(days=n * {"day": 1, "week": 7, "month": 30.44, "year": 365.25}[unit])
 
 
-def task_finding(task_id: str, text: str, run: RunConfig, claims: list[Claim], facts: SimFacts | None) -> TaskFinding:
+def task_finding(
+    task_id: str, text: str, run: RunConfig, claims: list[Claim], analysis: SimAnalysis | None
+) -> TaskFinding:
     """Answer one of the inquiry's own tasks from the literature source and the simulations.
 
     Papers found for a task are graded against the claim the task is closest to; a task that asks
@@ -141,9 +126,12 @@ def task_finding(task_id: str, text: str, run: RunConfig, claims: list[Claim], f
             else f"None of them contradicts {claim.id}."
         )
     found = bool(against) if wants_contradiction else bool(graded)
-    if facts is not None and "ratio" in text.lower() and _HELD_FIXED.search(text):
-        parts.append(f"Our matched-diversity simulations address it directly: {facts.verdict}")
-        evidence.append("simulations.analysis.primary")
+    if analysis is not None and analysis.headline and "ratio" in text.lower() and _HELD_FIXED.search(text):
+        parts.append(
+            "Our simulations vary the synthetic share at each fixed sampler bias and state what they hold fixed; "
+            f"the lab's answer: \u201c{analysis.result}\u201d"
+        )
+        evidence.append("simulations.result")
         found = True
     return TaskFinding(task_id=task_id, task=text, found=found, summary=" ".join(parts), evidence=evidence)
 
@@ -153,39 +141,83 @@ def _nearest_claim(text: str, claims: list[Claim], embedder: Embedder) -> Claim:
     return claims[int(similarity.argmax())]
 
 
-def follow_up_questions(audits: list[ClaimAudit], facts: SimFacts | None) -> list[FollowUpQuestion]:
-    first = _question_from_thresholds(audits, facts) if facts else _question_from_grounding(audits)
-    return [first, _question_from_disagreement(audits)]
+def follow_up_questions(audits: list[ClaimAudit], analysis: SimAnalysis | None) -> list[FollowUpQuestion]:
+    first = _question_from_boundaries(audits, analysis) if analysis and analysis.boundaries else None
+    return [first or _question_from_grounding(audits), _question_from_disagreement(audits)]
 
 
-def _question_from_thresholds(audits: list[ClaimAudit], facts: SimFacts) -> FollowUpQuestion:
-    """Built on the hardest threshold the grid found: where the most diversity was needed, or none sufficed."""
-    measure = "diversity target" if facts.diversity_control == "matched" else facts.diversity_control
-    missed = [t for t in facts.thresholds if t["min_diversity"] is None]
-    reached = [t for t in facts.thresholds if t["min_diversity"] is not None]
-    if missed:
-        t = missed[0]
+def _question_from_boundaries(audits: list[ClaimAudit], analysis: SimAnalysis) -> FollowUpQuestion:
+    """Built on the lowest collapse boundary the lab found (the most fragile setting), or on its absence."""
+    rows = headline_boundaries(analysis) or analysis.boundaries
+    threshold = 1 - analysis.tolerance
+    crossed = [b for b in rows if b.status == "crossed" and b.ratio is not None]
+    claims = [a.id for a in audits if {"ratio", "diversity"} & set(a.tags)]
+    if crossed:
+        b = min(crossed, key=lambda b: b.ratio)
+        slice_ = [o for o in rows if (o.family, o.regime, o.hold) == (b.family, b.regime, b.hold)]
         detail = (
-            f"in the {t['regime']} regime with {t['data']} per generation, no tested {measure} kept tail loss "
-            f"under {facts.tolerance:g} at synthetic ratio {t['ratio']:g}"
+            f"In our simulations ({_where(b, analysis)}), a sampler at {bias_label(b.diversity_control, b.diversity)} "
+            f"with {size_label(b)} cut the tail's probability mass below {threshold:g} of the real-only "
+            f"model's from a synthetic share of {share_text(b)} ({per_real(b.ratio)} synthetic per real; 95% "
+            f"bootstrap band {band_text(b)})"
+        )
+        same = [o for o in slice_ if o.diversity == b.diversity and o is not b]
+        if same:
+            detail += "; the same sampler " + "; ".join(_crossed_or_not(o) for o in same)
+        never = _never_crossed(slice_)
+        if never:
+            detail += f", while {' and '.join(never)} did not cross up to share {b.tested[1]:g} at any tested size"
+        question = (
+            f"{detail}. Does a boundary of this kind, a synthetic share that depends on the sampler's bias, hold "
+            "for neural language models trained at scale, and what sets where it lies: the bias, the amount of "
+            "real data kept, or model capacity?"
         )
     else:
-        t = max(reached, key=lambda t: (t["min_diversity"], t["ratio"]))
-        detail = (
-            f"the most demanding condition ({t['regime']} regime, ratio {t['ratio']:g}, {t['data']} per generation) "
-            f"needed {measure} {t['min_diversity']:g} to keep tail loss under {facts.tolerance:g}"
+        b = rows[0]
+        labels = sorted({bias_label(o.diversity_control, o.diversity) for o in rows})
+        names = list(dict.fromkeys(o.regime for o in rows))
+        regimes = f"{' and '.join(names)} regime{'s' if len(names) > 1 else ''}"
+        held = " and ".join(dict.fromkeys("real count" if o.hold == "real" else "samples per generation" for o in rows))
+        question = (
+            f"In our simulations ({b.family} family; {regimes}, {held} held fixed), no tested sampler "
+            f"({', '.join(labels)}) cut the tail's "
+            f"probability mass below {threshold:g} of the real-only model's up to a synthetic share of "
+            f"{max(o.tested[1] for o in rows):g}. Does that hold for neural language models trained at scale, or "
+            "is there a sampler bias or synthetic share at which they lose the tail?"
         )
     return FollowUpQuestion(
-        question=(
-            f"In our simulations {detail}. Does a threshold on that one measure of the synthetic batch keep "
-            f"predicting collapse in neural language models trained at scale, or does the minimal diversity "
-            f"depend on model capacity and the amount of real data kept?"
+        question=question,
+        rationale=(
+            "The lab locates, per sampler bias and amount of real data, the synthetic share at which the tail's "
+            "probability mass falls below that of a real-only model trained on the same real data, with bootstrap "
+            "bands; whether that boundary carries over to other model families, and what moves it, decides "
+            "between the share and the sampler as the lever."
         ),
-        rationale="The simulations give a minimal-diversity threshold per ratio and regime for one diversity "
-        "measure; whether a single measure predicts collapse across model families is what a 'minimal "
-        "diversity' answer needs.",
-        grounded_in=["simulations.analysis.groups[].thresholds", *[a.id for a in audits if "diversity" in a.tags]],
+        grounded_in=[f"simulations.boundaries[{analysis.boundaries.index(b)}]", *claims],
     )
+
+
+def _where(b: Boundary, analysis: SimAnalysis) -> str:
+    if b.hold == "real" and b.regime in analysis.headline:
+        return f"{b.family} family, {b.regime} regime: {analysis.headline[b.regime]}"
+    held = "real count" if b.hold == "real" else "samples per generation"
+    return f"{b.family} family, {b.regime} regime, {held} held fixed"
+
+
+def _crossed_or_not(b: Boundary) -> str:
+    if b.status == "crossed" and b.ratio is not None:
+        return f"crossed at {share_text(b)} (band {band_text(b)}) with {size_label(b)}"
+    if b.status == "below_grid":
+        return f"was already past the boundary at the lowest tested share ({b.tested[0]:g}) with {size_label(b)}"
+    return f"did not cross up to share {b.tested[1]:g} with {size_label(b)} (band {band_text(b)})"
+
+
+def _never_crossed(rows: list[Boundary]) -> list[str]:
+    """Sampler settings that crossed at no size of the slice."""
+    by_bias: dict[float, list[Boundary]] = {}
+    for b in rows:
+        by_bias.setdefault(b.diversity, []).append(b)
+    return [bias_label(bs[0].diversity_control, v) for v, bs in by_bias.items() if all(b.status == "not_reached" for b in bs)]
 
 
 def _question_from_disagreement(audits: list[ClaimAudit]) -> FollowUpQuestion:
