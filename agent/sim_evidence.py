@@ -100,7 +100,7 @@ def _real_amount(analysis: SimAnalysis) -> Finding | None:
     moved = test.not_invariant / test.comparisons
     detail = (f"at the same synthetic share, scaling the real count from {test.sizes[0]} to {test.sizes[1]} changed tail "
               f"coverage by more than {analysis.tolerance:g} in {test.not_invariant} of {test.comparisons} comparisons "
-              f"(largest change {test.largest_gap:+.2f})")
+              f"(largest change {test.largest_gap:+.2f}, 95% CI {test.largest_gap_ci[0]:+.2f} to {test.largest_gap_ci[1]:+.2f})")
     return Finding("supports" if moved >= 0.5 else "contradicts" if test.invariant / test.comparisons >= 0.5 else "qualifies", detail)
 
 

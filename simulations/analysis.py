@@ -47,11 +47,11 @@ from simulations.regimes import samples_per_generation
 
 HEADLINE_REGIMES = ("fixed_real", "fresh")  # in this order of preference
 BOOTSTRAP = 400
-Z95 = 1.959964
+_RNG = np.random.default_rng(20261129)  # fixed: the same runs always give the same intervals
 
 
 class Estimate(BaseModel):
-    """A quantity over seeds: mean with its 95 % interval (normal, from the SE), median, seed count."""
+    """A quantity over seeds: mean with its 95 % bootstrap interval, median, seed count."""
 
     mean: float
     ci: tuple[float, float]
@@ -60,13 +60,15 @@ class Estimate(BaseModel):
 
     @classmethod
     def of(cls, values: np.ndarray) -> Estimate | None:
-        """None when no seed gave a finite value (nothing to estimate)."""
+        """None when fewer than two seeds gave a finite value (nothing to estimate). The interval is a
+        percentile bootstrap of the mean over seeds: it stays inside the values' range on heavy-tailed
+        responses, where mean +- 1.96 SE can leave it (a tail mass ratio below 0)."""
         values = values[np.isfinite(values)]
         if len(values) < 2:
             return None
-        mean = float(values.mean())
-        se = float(values.std(ddof=1) / math.sqrt(len(values)))
-        return cls(mean=mean, ci=(mean - Z95 * se, mean + Z95 * se), median=float(np.median(values)), seeds=len(values))
+        draws = _RNG.integers(0, len(values), size=(BOOTSTRAP, len(values)))
+        lo, hi = np.quantile(values[draws].mean(1), [0.025, 0.975])
+        return cls(mean=float(values.mean()), ci=(float(lo), float(hi)), median=float(np.median(values)), seeds=len(values))
 
     def text(self, digits: int = 2) -> str:
         return f"{self.mean:.{digits}f} (95% CI {self.ci[0]:.{digits}f}–{self.ci[1]:.{digits}f})"
@@ -112,7 +114,8 @@ class ScaleTest(BaseModel):
     invariant: int  # the 95 % interval of the gap lies within +-tolerance
     not_invariant: int  # the interval lies wholly outside +-tolerance
     undetermined: int
-    largest_gap: float
+    largest_gap: float  # the gap of largest size (large R minus small R) ...
+    largest_gap_ci: tuple[float, float]  # ... and its 95 % bootstrap interval
     sizes: tuple[int, int]
 
 
@@ -304,7 +307,7 @@ def _scale_tests(paired, tolerance: float, rng: np.random.Generator) -> list[Sca
     tests = []
     for metric, column in (("relative_tail_mass", 1), ("tail_coverage", 2)):
         groups = _slices(real, lambda e: (e.family, e.regime, e.diversity_control, e.diversity, e.ratio))
-        verdicts, gaps = [], []
+        verdicts, gaps = [], []  # gaps: (gap, its interval)
         for members in groups.values():
             at = {m[0].real_amount: m[column] for m in members}
             if small not in at or large not in at:
@@ -315,14 +318,15 @@ def _scale_tests(paired, tolerance: float, rng: np.random.Generator) -> list[Sca
             boot = (b[rng.integers(0, len(b), (BOOTSTRAP, len(b)))].mean(1)
                     - a[rng.integers(0, len(a), (BOOTSTRAP, len(a)))].mean(1))
             lo, hi = np.quantile(boot, [0.025, 0.975])
-            gaps.append(float(b.mean() - a.mean()))
+            gaps.append((float(b.mean() - a.mean()), (float(lo), float(hi))))
             verdicts.append("invariant" if -tolerance <= lo and hi <= tolerance else
                             "not_invariant" if lo > tolerance or hi < -tolerance else "undetermined")
         if verdicts:
+            gap, gap_ci = max(gaps, key=lambda g: abs(g[0]))
             tests.append(ScaleTest(metric=metric, comparisons=len(verdicts), invariant=verdicts.count("invariant"),
                                    not_invariant=verdicts.count("not_invariant"),
                                    undetermined=verdicts.count("undetermined"),
-                                   largest_gap=max(gaps, key=abs), sizes=(small, large)))
+                                   largest_gap=gap, largest_gap_ci=gap_ci, sizes=(small, large)))
     return tests
 
 
@@ -337,12 +341,15 @@ def _stationarity(effects: list[CellEffect], generations: int, window: slice) ->
 def _notes(effects: list[CellEffect], stationarity: list[Stationarity]) -> list[str]:
     notes = []
     for s in stationarity:
-        if s.stationary < s.cells:
-            notes.append(
-                f"{s.regime} ({'fixed real count' if s.hold == 'real' else 'fixed total'}): {s.cells - s.stationary} of "
-                f"{s.cells} cells were still moving at generation {s.generations}; a boundary they cross is still "
-                "crossed later (the tail mass only falls further under a sharpening sampler), but a 'not reached' may not hold."
-            )
+        if s.stationary == s.cells or s.regime == "replace":
+            continue  # replace has one share and no boundary: its stationarity is in the table alone
+        moving = s.cells - s.stationary
+        held = "real count" if s.hold == "real" else "samples per generation"
+        notes.append(
+            f"{s.regime} ({held} held fixed): {moving} of {s.cells} cells {'was' if moving == 1 else 'were'} still "
+            f"moving at generation {s.generations}; a boundary they cross is still crossed later (the tail mass only "
+            "falls further under a sharpening sampler), but a 'not reached' may not hold."
+        )
     return notes
 
 
@@ -440,6 +447,7 @@ def result_sentence(effects, boundaries, scale, headline, tolerance) -> str:
         if "tail_coverage" in tests:
             c = tests["tail_coverage"]
             sentence += (f", while tail coverage changed by more than {tolerance:g} in {c.not_invariant} of "
-                         f"{c.comparisons} (largest change {c.largest_gap:+.2f})")
+                         f"{c.comparisons} (largest change {c.largest_gap:+.2f}, 95% CI {c.largest_gap_ci[0]:+.2f} to "
+                         f"{c.largest_gap_ci[1]:+.2f})")
         sentence += "."
     return sentence
