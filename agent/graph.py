@@ -29,6 +29,7 @@ _STATE_MODELS = [
     ("agent.state", "RunConfig"), ("agent.state", "Candidate"),
     ("agent.models", "Inquiry"), ("agent.models", "Claim"), ("agent.models", "Anchor"), ("agent.models", "Task"),
     ("agent.models", "Evidence"), ("agent.models", "Verdict"), ("agent.models", "ClaimAudit"),
+    ("agent.models", "AssertionAudit"), ("agent.models", "SimulationStance"), ("agent.assertions", "Assertion"),
     ("agent.models", "FollowUpQuestion"), ("agent.models", "TaskFinding"),
     ("tools.grounding", "CitationCheck"), ("tools.grounding", "PaperRef"), ("tools.papers", "Paper"),
 ]

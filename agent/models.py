@@ -7,16 +7,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from agent.verdicts import EVIDENCE_STANCES, Durability, Stance, VerdictLabel
 from tools.grounding import CitationCheck
 
-Durability = Literal["durable", "perishable", "unassessed"]
+# report.json's layout version; `migrate_report` reads every earlier one.
+SCHEMA_VERSION = 2
 JudgedBy = Literal["heuristic", "model"]
-
-# Graded stance of a paper toward a claim, from explicit contradiction to explicit support.
-Stance = Literal["contradicts", "qualifies", "unrelated", "consistent", "supports"]
-STANCE_SCORE: dict[str, int] = {"contradicts": -2, "qualifies": -1, "unrelated": 0, "consistent": 1, "supports": 2}
-
-VerdictLabel = Literal["supported", "contested", "refuted", "insufficient_evidence"]
+__all__ = ["EVIDENCE_STANCES", "Durability", "Stance", "VerdictLabel"]
 
 
 class Anchor(BaseModel):
@@ -54,22 +51,56 @@ class Inquiry(BaseModel):
 
 
 class Evidence(BaseModel):
+    """One paper's stance toward one assertion (a newer paper found by search, or a cited one)."""
+
     arxiv_id: str
     title: str
     published: date
-    stance: Stance
-    score: float = Field(description="relevance of the paper to the claim, 0..1")
+    assertion_id: str = ""
+    stance: Stance | None = Field(description="None: the judge could not decide (undetermined offline)")
+    confidence: float = Field(default=1.0, description="the judge's confidence in the stance, 0..1")
+    score: float = Field(description="relevance of the paper to the assertion, 0..1")
     rationale: str
     quote: str | None = Field(default=None, description="verbatim from quote_source; checked to occur there")
     quote_source: Literal["abstract", "paraphrase"] | None = None
     judged_by: JudgedBy = "heuristic"
     newer_than_claim: bool = False
+    retrieved_because: str = Field(default="", description="the query that found it, or 'cited by the claim'")
+
+    @property
+    def is_evidence(self) -> bool:
+        """supports / qualifies / contradicts; background and unrelated are context, never agreement."""
+        return self.stance in EVIDENCE_STANCES
+
+
+class SimulationStance(BaseModel):
+    """The simulation lab's result on a proposition an assertion states (agent/sim_evidence.py)."""
+
+    key: str  # "simulations.<proposition>"
+    proposition: str
+    stance: Stance
+    detail: str  # the numbers with their intervals, and what was held fixed
+
+
+class AssertionAudit(BaseModel):
+    id: str  # "C2.b"
+    text: str  # a span of the claim's text
+    scope: list[str] = []
+    label: VerdictLabel
+    rests_on: list[str] = Field(description="'source stance' for every source that took a position")
+    reason: str
+    evidence: list[Evidence] = Field(default=[], description="newer papers found for this assertion")
+    cited: list[Evidence] = Field(default=[], description="the claim's grounded citations, judged against it")
+    simulation: list[SimulationStance] = []
+    simulation_note: str = Field(default="", description="why the lab has (or has no) result on it")
 
 
 class Verdict(BaseModel):
     label: VerdictLabel
     rationale: str
-    judged_by: JudgedBy = "heuristic"
+    durability: Durability = "unassessed"
+    durability_reason: str = ""
+    judged_by: JudgedBy = "heuristic"  # who judged the stances; the label itself follows agent/verdicts.py
 
 
 class ClaimAudit(BaseModel):
@@ -77,11 +108,13 @@ class ClaimAudit(BaseModel):
     text: str
     dated: str | None
     tags: list[str]
-    durability: Durability
+    durability: Durability  # as the inquiry labelled it ([durable] / [perishable]), else unassessed
     origin: Literal["inquiry", "user"]
     citations: list[CitationCheck]
     verdict: Verdict
-    evidence: list[Evidence]
+    assertions: list[AssertionAudit] = []
+    evidence: list[Evidence]  # every assertion's newer papers, best first
+    citation_support: str = Field(default="", description="whether the cited papers support the claim, in words")
 
 
 class FollowUpQuestion(BaseModel):
@@ -104,6 +137,7 @@ class SourceInfo(BaseModel):
 
 
 class Report(BaseModel):
+    schema_version: int = SCHEMA_VERSION
     run_id: str
     created_at: datetime
     config: dict[str, Any]
@@ -117,3 +151,22 @@ class Report(BaseModel):
     tasks: list[TaskFinding]
     sources: list[SourceInfo]
     method: dict[str, Any]
+
+
+def migrate_report(data: dict[str, Any]) -> Report:
+    """A report.json of any schema version, read as the current Report.
+
+    Version 1 (no `schema_version`) graded stances on a scale with "consistent" (on topic, no
+    contradiction detected), which the current scale calls `background`: context, not agreement.
+    Its claims had no assertions and its verdicts no durability.
+    """
+    version = data.get("schema_version", 1)
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"report.json has schema_version {version}; this collapse-audit reads up to {SCHEMA_VERSION}: upgrade it")
+    if version == 1:
+        data = {**data, "schema_version": SCHEMA_VERSION}
+        for claim in data.get("claims", []):
+            for item in claim.get("evidence", []):
+                if item.get("stance") == "consistent":
+                    item["stance"] = "background"
+    return Report.model_validate(data)

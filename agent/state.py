@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, TypedDict
 
 from pydantic import BaseModel
 
+from agent.assertions import Assertion
 from agent.models import ClaimAudit, Evidence, FollowUpQuestion, Inquiry, TaskFinding
 from tools.grounding import CitationCheck
 from tools.papers import Paper
@@ -34,6 +35,7 @@ class RunConfig(BaseModel):
 class Candidate(BaseModel):
     paper: Paper
     relevance: float
+    why: str  # the query that found it (agent/queries.py)
 
 
 def merge_dicts(left: dict, right: dict) -> dict:
@@ -44,9 +46,11 @@ def merge_dicts(left: dict, right: dict) -> dict:
 class AuditState(TypedDict, total=False):
     run: RunConfig
     inquiry: Inquiry
+    assertions: dict[str, list[Assertion]]  # claim id -> its assertions
     citations: dict[str, list[CitationCheck]]  # claim id (or "anchors") -> checks
-    candidates: Annotated[dict[str, list[Candidate]], merge_dicts]  # claim id -> newer papers, best first
-    evidence: dict[str, list[Evidence]]  # claim id -> graded evidence
+    candidates: Annotated[dict[str, list[Candidate]], merge_dicts]  # assertion id -> newer papers, best first
+    evidence: dict[str, list[Evidence]]  # assertion id -> newer papers' graded stances
+    cited: dict[str, list[Evidence]]  # assertion id -> the claim's grounded citations' graded stances
     simulation: dict[str, Any]  # the lab's result (JSON form), its plan and figure paths
     audits: list[ClaimAudit]
     follow_ups: list[FollowUpQuestion]
@@ -60,6 +64,6 @@ class ClaimPayload(TypedDict):
 
     run: RunConfig
     claim_id: str
-    query: str
+    assertions: list[Assertion]
     since: date | None
     exclude: list[str]

@@ -1,7 +1,9 @@
-"""Stage 1: the inquiry prompt (plus the user's own claims) becomes structured, dated claims."""
+"""Stage 1: the inquiry prompt (plus the user's own claims) becomes structured, dated claims, each
+split into its atomic assertions."""
 
 from __future__ import annotations
 
+from agent.assertions import split_claim
 from agent.claims_store import load_user_claims, read_claims_file
 from agent.config import Settings
 from agent.inquiry import load_default_inquiry, load_inquiry
@@ -12,4 +14,6 @@ def load_claims(state: AuditState) -> dict:
     run = state["run"]
     inquiry = load_inquiry(run.inquiry_path) if run.inquiry_path else load_default_inquiry()
     extra = read_claims_file(run.claims_path) if run.claims_path else load_user_claims(Settings().claims_path)
-    return {"inquiry": inquiry.model_copy(update={"claims": inquiry.claims + extra})}
+    claims = inquiry.claims + extra
+    return {"inquiry": inquiry.model_copy(update={"claims": claims}),
+            "assertions": {c.id: split_claim(c.id, c.text) for c in claims}}

@@ -1,4 +1,7 @@
-"""Stage 3: newer literature per claim, one branch per claim (LangGraph `Send`)."""
+"""Stage 3: newer literature per assertion, one branch per claim (LangGraph `Send`).
+
+Each assertion is searched twice (agent/queries.py): by its keyphrases, and by its negation to seek
+counter-evidence; the papers found keep the reason they were retrieved."""
 
 from __future__ import annotations
 
@@ -7,23 +10,28 @@ from datetime import date
 from langgraph.types import Send
 
 from agent.services import Services, services_for
+from agent.queries import negate, queries_for
 from agent.state import AuditState, Candidate, ClaimPayload
 from tools.papers import Paper
 from tools.retrieval import find_related, rerank
 
 CANDIDATES, KEEP = 40, 8
+PER_QUERY = 4  # papers kept per query (two queries per assertion)
 
 
 def related_papers(
-    services: Services, query: str, *, since: date | None, until: date, limit: int, exclude: list[str] = ()
+    services: Services, query: str, *, since: date | None, until: date, limit: int, exclude: list[str] = (),
+    rank_by: str | None = None,
 ) -> list[tuple[Paper, float]]:
-    """Source search (live arXiv when reachable, plus the snapshot) and the snapshot's semantic
-    neighbours, re-ranked together by embedding similarity to the query."""
+    """Source search for `query` (live arXiv when reachable, plus the snapshot) and the snapshot's
+    semantic neighbours of `rank_by` (default: the query), re-ranked together by embedding
+    similarity to `rank_by`."""
+    rank_by = rank_by or query
     found = {p.id: p for p in services.source.search(query, since=since, until=until, limit=CANDIDATES)}
-    for paper, _ in find_related(query, services.snapshot, services.embedder, since=since, until=until, limit=CANDIDATES):
+    for paper, _ in find_related(rank_by, services.snapshot, services.embedder, since=since, until=until, limit=CANDIDATES):
         found.setdefault(paper.id, paper)
     pool = [p for p in found.values() if p.id not in exclude]
-    return rerank(query, pool, services.embedder, limit=limit)
+    return rerank(rank_by, pool, services.embedder, limit=limit)
 
 
 def fan_out_literature(state: AuditState) -> list[Send]:
@@ -32,15 +40,23 @@ def fan_out_literature(state: AuditState) -> list[Send]:
     sends = []
     for claim in state["inquiry"].claims:
         since = run.since or (date(claim.year_start, 1, 1) if claim.year_start else None)
-        payload = ClaimPayload(run=run, claim_id=claim.id, query=claim.text, since=since, exclude=claim.citations)
+        payload = ClaimPayload(run=run, claim_id=claim.id, assertions=state["assertions"][claim.id], since=since,
+                               exclude=claim.citations)
         sends.append(Send("retrieve_literature", payload))
     return sends
 
 
 def retrieve_literature(payload: ClaimPayload) -> dict:
     run = payload["run"]
-    ranked = related_papers(
-        services_for(run), payload["query"], since=payload["since"], until=run.run_date, limit=KEEP,
-        exclude=payload["exclude"],
-    )
-    return {"candidates": {payload["claim_id"]: [Candidate(paper=p, relevance=s) for p, s in ranked]}}
+    services = services_for(run)
+    found: dict[str, list[Candidate]] = {}
+    for assertion in payload["assertions"]:
+        kept: dict[str, Candidate] = {}
+        for query in queries_for(assertion.text):
+            # Keyphrases search the sources; the re-ranker compares papers with the full statement.
+            rank_by = assertion.text if query.text != negate(assertion.text) else query.text
+            for paper, score in related_papers(services, query.text, since=payload["since"], until=run.run_date,
+                                               limit=PER_QUERY, exclude=payload["exclude"], rank_by=rank_by):
+                kept.setdefault(paper.id, Candidate(paper=paper, relevance=score, why=query.why))
+        found[assertion.id] = sorted(kept.values(), key=lambda c: -c.relevance)[:KEEP]
+    return {"candidates": found}

@@ -1,15 +1,31 @@
-"""Stage 4: the analyst grades each retrieved paper's stance on its claim."""
+"""Stage 4: the analyst grades each paper's stance toward each assertion: the newer papers found for
+it, and the claim's own grounded citations (a cited paper's existence is not support; whether it
+supports the assertion it is cited for is judged like any other stance)."""
 
 from __future__ import annotations
 
 from agent.services import services_for
 from agent.state import AuditState
+from tools.papers import Paper
+
+CITED = "cited by the claim"
 
 
 def assess_stance(state: AuditState) -> dict:
-    analyst = services_for(state["run"]).analyst
-    evidence = {}
+    services = services_for(state["run"])
+    analyst = services.analyst
+    evidence, cited = {}, {}
     for claim in state["inquiry"].claims:
-        found = state.get("candidates", {}).get(claim.id, [])
-        evidence[claim.id] = [analyst.assess(claim, c.paper, c.relevance) for c in found]
-    return {"evidence": evidence}
+        papers = _cited_papers(services, state["citations"].get(claim.id, []))
+        for assertion in state["assertions"][claim.id]:
+            found = state.get("candidates", {}).get(assertion.id, [])
+            evidence[assertion.id] = [analyst.assess(assertion, claim, c.paper, c.relevance, c.why) for c in found]
+            cited[assertion.id] = [analyst.assess(assertion, claim, p, 1.0, CITED) for p in papers]
+    return {"evidence": evidence, "cited": cited}
+
+
+def _cited_papers(services, checks) -> list[Paper]:
+    """The papers behind a claim's grounded citations, with the text the source holds for them."""
+    ids = list(dict.fromkeys(c.arxiv_id for c in checks if c.status == "grounded" and c.arxiv_id))
+    held = services.snapshot.get_many(ids)
+    return [held[i] for i in ids if i in held]

@@ -1,0 +1,155 @@
+"""The narrative around the verdicts: the bottom line and the two follow-up questions.
+
+Computed from the run's audits and simulation results; the only fixed text is sentence scaffolding
+around those numbers and IDs.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from agent.models import ClaimAudit, Evidence, FollowUpQuestion
+from agent.nodes.simulate import band_text, bias_label, headline_boundaries, lab_answer, per_real, share_text, size_label
+from simulations.analysis import Boundary, SimAnalysis
+
+
+def bottom_line(audits: list[ClaimAudit], analysis: SimAnalysis | None) -> str:
+    """The lab's answer, quoted as it computed it, then what the literature retrieved for the ratio claims says."""
+    verdicts = Counter(a.verdict.label for a in audits)
+    stances = Counter(e.stance for a in audits for e in a.evidence)
+    flagged = sum(c.flagged for a in audits for c in a.citations)
+    listed = ", ".join(f"{n} {label.replace('_', ' ')}" for label, n in verdicts.most_common())
+    literature = (
+        f"Of {len(audits)} claim(s): {listed}. Newer papers retrieved per assertion: {stances['supports']} "
+        f"support, {stances['qualifies']} qualify and {stances['contradicts']} contradict the assertion they were "
+        f"graded against; {stances['background']} were on topic without taking a position and "
+        f"{stances[None]} could not be decided, neither counted as evidence. {flagged} citation(s) in the claims "
+        "were flagged."
+    )
+    if analysis is None:
+        return f"{lab_answer(analysis)} {literature}"
+    return f"The simulation lab's answer: \u201c{analysis.result}\u201d {literature}"
+
+
+def follow_up_questions(audits: list[ClaimAudit], analysis: SimAnalysis | None) -> list[FollowUpQuestion]:
+    first = _question_from_boundaries(audits, analysis) if analysis and analysis.boundaries else None
+    return [first or _question_from_grounding(audits), _question_from_disagreement(audits)]
+
+
+def _question_from_boundaries(audits: list[ClaimAudit], analysis: SimAnalysis) -> FollowUpQuestion:
+    """Built on the lowest collapse boundary the lab found (the most fragile setting), or on its absence."""
+    rows = headline_boundaries(analysis) or analysis.boundaries
+    threshold = 1 - analysis.tolerance
+    crossed = [b for b in rows if b.status == "crossed" and b.ratio is not None]
+    claims = [a.id for a in audits if {"ratio", "diversity"} & set(a.tags)]
+    if crossed:
+        b = min(crossed, key=lambda b: b.ratio)
+        slice_ = [o for o in rows if (o.family, o.regime, o.hold) == (b.family, b.regime, b.hold)]
+        detail = (
+            f"In our simulations ({_where(b, analysis)}), a sampler at {bias_label(b.diversity_control, b.diversity)} "
+            f"with {size_label(b)} cut the tail's probability mass below {threshold:g} of the real-only "
+            f"model's from a synthetic share of {share_text(b)} ({per_real(b.ratio)} synthetic per real; 95% "
+            f"bootstrap band {band_text(b)})"
+        )
+        same = [o for o in slice_ if o.diversity == b.diversity and o is not b]
+        if same:
+            detail += "; the same sampler " + "; ".join(_crossed_or_not(o) for o in same)
+        never = _never_crossed(slice_)
+        if never:
+            detail += f", while {' and '.join(never)} did not cross up to share {b.tested[1]:g} at any tested size"
+        question = (
+            f"{detail}. Does a boundary of this kind, a synthetic share that depends on the sampler's bias, hold "
+            "for neural language models trained at scale, and what sets where it lies: the bias, the amount of "
+            "real data kept, or model capacity?"
+        )
+    else:
+        b = rows[0]
+        labels = sorted({bias_label(o.diversity_control, o.diversity) for o in rows})
+        names = list(dict.fromkeys(o.regime for o in rows))
+        regimes = f"{' and '.join(names)} regime{'s' if len(names) > 1 else ''}"
+        held = " and ".join(dict.fromkeys("real count" if o.hold == "real" else "samples per generation" for o in rows))
+        question = (
+            f"In our simulations ({b.family} family; {regimes}, {held} held fixed), no tested sampler "
+            f"({', '.join(labels)}) cut the tail's "
+            f"probability mass below {threshold:g} of the real-only model's up to a synthetic share of "
+            f"{max(o.tested[1] for o in rows):g}. Does that hold for neural language models trained at scale, or "
+            "is there a sampler bias or synthetic share at which they lose the tail?"
+        )
+    return FollowUpQuestion(
+        question=question,
+        rationale=(
+            "The lab locates, per sampler bias and amount of real data, the synthetic share at which the tail's "
+            "probability mass falls below that of a real-only model trained on the same real data, with bootstrap "
+            "bands; whether that boundary carries over to other model families, and what moves it, decides "
+            "between the share and the sampler as the lever."
+        ),
+        grounded_in=[f"simulations.boundaries[{analysis.boundaries.index(b)}]", *claims],
+    )
+
+
+def _where(b: Boundary, analysis: SimAnalysis) -> str:
+    if b.hold == "real" and b.regime in analysis.headline:
+        return f"{b.family} family, {b.regime} regime: {analysis.headline[b.regime]}"
+    held = "real count" if b.hold == "real" else "samples per generation"
+    return f"{b.family} family, {b.regime} regime, {held} held fixed"
+
+
+def _crossed_or_not(b: Boundary) -> str:
+    if b.status == "crossed" and b.ratio is not None:
+        return f"crossed at {share_text(b)} (band {band_text(b)}) with {size_label(b)}"
+    if b.status == "below_grid":
+        return f"was already past the boundary at the lowest tested share ({b.tested[0]:g}) with {size_label(b)}"
+    return f"did not cross up to share {b.tested[1]:g} with {size_label(b)} (band {band_text(b)})"
+
+
+def _never_crossed(rows: list[Boundary]) -> list[str]:
+    """Sampler settings that crossed at no size of the slice."""
+    by_bias: dict[float, list[Boundary]] = {}
+    for b in rows:
+        by_bias.setdefault(b.diversity, []).append(b)
+    return [bias_label(bs[0].diversity_control, v) for v, bs in by_bias.items() if all(b.status == "not_reached" for b in bs)]
+
+
+def _question_from_disagreement(audits: list[ClaimAudit]) -> FollowUpQuestion:
+    def disagreement(audit: ClaimAudit) -> tuple[int, int]:
+        return (len(_against(audit)), len(_support(audit)))
+
+    audit = max(audits, key=disagreement)
+    against, support = _against(audit), _support(audit)
+    if against:
+        return FollowUpQuestion(
+            question=(
+                f"Claim {audit.id} ({audit.dated or 'undated'}) is qualified or contradicted by "
+                f"{_ids(against)} yet agreed with by {_ids(support) or 'no retrieved paper'}: which experimental "
+                f"condition (regime, amount of real data kept, model family) separates these results?"
+            ),
+            rationale=f"{len(against)} newer paper(s) point the other way on {audit.id}; the disagreement is the "
+            "part of the claim most likely to be perishable.",
+            grounded_in=[audit.id, *[e.arxiv_id for e in against + support]],
+        )
+    return _question_from_grounding(audits)
+
+
+def _question_from_grounding(audits: list[ClaimAudit]) -> FollowUpQuestion:
+    weakest = min(audits, key=lambda a: sum(c.status == "grounded" for c in a.citations))
+    return FollowUpQuestion(
+        question=(
+            f"Claim {weakest.id} ({weakest.dated or 'undated'}) has no grounded citation in this run; "
+            f"which primary study, if any, supports it, and does {_ids(weakest.evidence[:3]) or 'newer work'} "
+            f"bear it out?"
+        ),
+        rationale="The claim with the least grounding is the weakest point of the inquiry.",
+        grounded_in=[weakest.id, *[e.arxiv_id for e in weakest.evidence[:3]]],
+    )
+
+
+def _ids(evidence: list[Evidence]) -> str:
+    return ", ".join(dict.fromkeys(e.arxiv_id for e in evidence[:4]))
+
+
+def _against(audit: ClaimAudit) -> list[Evidence]:
+    return [e for e in audit.evidence if e.stance in ("qualifies", "contradicts")]
+
+
+def _support(audit: ClaimAudit) -> list[Evidence]:
+    return [e for e in audit.evidence if e.stance == "supports"]
