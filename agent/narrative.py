@@ -9,7 +9,16 @@ from __future__ import annotations
 from collections import Counter
 
 from agent.models import ClaimAudit, Evidence, FollowUpQuestion
-from agent.nodes.simulate import band_text, bias_label, headline_boundaries, lab_answer, per_real, share_text, size_label
+from agent.nodes.simulate import (
+    band_text,
+    bias_label,
+    crossing_text,
+    headline_boundaries,
+    lab_answer,
+    per_real,
+    share_text,
+    size_label,
+)
 from simulations.analysis import Boundary, SimAnalysis
 
 
@@ -95,11 +104,8 @@ def _where(b: Boundary, analysis: SimAnalysis) -> str:
 
 
 def _crossed_or_not(b: Boundary) -> str:
-    if b.status == "crossed" and b.ratio is not None:
-        return f"crossed at {share_text(b)} (band {band_text(b)}) with {size_label(b)}"
-    if b.status == "below_grid":
-        return f"was already past the boundary at the lowest tested share ({b.tested[0]:g}) with {size_label(b)}"
-    return f"did not cross up to share {b.tested[1]:g} with {size_label(b)} (band {band_text(b)})"
+    verb = "crossed at" if b.status == "crossed" and b.ratio is not None else "was"
+    return f"{verb} {crossing_text(b)} with {size_label(b)} (band {band_text(b)})"
 
 
 def _never_crossed(rows: list[Boundary]) -> list[str]:
