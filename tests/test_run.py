@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from agent.models import Report
+from agent.models import SCHEMA_VERSION, Report, migrate_report
+from agent.verdicts import EVIDENCE_STANCES, Judged, assertion_verdict
 from simulations.analysis import Boundary, CellEffect, ScaleTest, Stationarity
 from tests.subprocess_cli import run_cli
 
@@ -73,6 +75,119 @@ def test_report_content_is_computed_from_the_run(audit):
             assert e["rationale"].startswith("heuristic:"), "offline judgements say they are heuristic"
 
 
+FIVE = {"supported", "partly_supported", "contested", "refuted", "insufficient_evidence"}
+
+
+def test_verdicts_rest_only_on_evidence_stances(audit):
+    out, _ = audit
+    raw = json.loads((out / "report.json").read_text())
+    assert raw["schema_version"] == SCHEMA_VERSION == 2
+    report = Report.model_validate(raw)
+    for claim in report.claims:
+        assert claim.assertions and all(a.id.startswith(f"{claim.id}.") for a in claim.assertions)
+        assert claim.verdict.label in FIVE
+        assert claim.verdict.durability in ("durable", "perishable", "unassessed") and claim.verdict.durability_reason
+        assert claim.citation_support
+        for a in claim.assertions:
+            assert a.label in FIVE and a.text in claim.text and a.reason
+            sources = [*a.evidence, *a.cited]
+            assert all(e.assertion_id == a.id for e in sources)
+            assert all(e.retrieved_because for e in sources), "every paper says why it was retrieved"
+            assert all(e.retrieved_because == "cited by the claim" for e in a.cited)
+            # What a verdict rests on is every source with an evidence stance, and nothing else.
+            positions = {e.arxiv_id for e in sources if e.is_evidence} | {s.key for s in a.simulation
+                                                                          if s.stance in EVIDENCE_STANCES}
+            rests = [r.rsplit(" ", 1) for r in a.rests_on]
+            assert all(stance in EVIDENCE_STANCES for _, stance in rests), a.rests_on
+            assert {ref for ref, _ in rests} == positions, a.id
+            context_only = {e.arxiv_id for e in sources if e.stance == "background"} - positions
+            assert not context_only & {ref for ref, _ in rests}, "background is never agreement"
+            # The label is the calculus's, recomputed from the report's own stances.
+            judged = ([Judged(source="literature", ref=e.arxiv_id, stance=e.stance, confidence=e.confidence,
+                              newer_than_claim=e.newer_than_claim) for e in a.evidence]
+                      + [Judged(source="cited", ref=e.arxiv_id, stance=e.stance, confidence=e.confidence,
+                                newer_than_claim=e.newer_than_claim) for e in a.cited]
+                      + [Judged(source="simulation", ref=s.key, stance=s.stance, newer_than_claim=True)
+                         for s in a.simulation])  # fmt: skip
+            recomputed = assertion_verdict(judged)
+            assert (recomputed.label, recomputed.rests_on) == (a.label, a.rests_on), a.id
+            assert a.simulation or "no simulation result" in a.simulation_note
+    # The offline run abstains where its signals cannot decide, and says so.
+    stances = [e.stance for c in report.claims for a in c.assertions for e in a.evidence]
+    assert None in stances and "background" in stances
+    judgements = report.method["judgements"]
+    assert judgements["heuristic"] == sum(len(a.evidence) + len(a.cited) for c in report.claims for a in c.assertions)
+    assert judgements["model"] == 0 and judgements["undetermined"] == sum(s is None for s in stances) + sum(
+        e.stance is None for c in report.claims for a in c.assertions for e in a.cited)
+
+
+def test_report_md_shows_assertions_and_keeps_background_out_of_the_evidence(audit):
+    out, _ = audit
+    report = Report.model_validate_json((out / "report.json").read_text())
+    md = (out / "report.md").read_text()
+    claims = md[md.index("## Claims"):md.index("## Flagged citations")]
+    header = next(line for line in claims.splitlines() if line.startswith("| claim |"))
+    columns = [h.strip() for h in header.strip("|").split("|")]
+    assert columns[3:] == ["verdict", "durability (this run)", "labelled", "evidence (supports / qualifies / contradicts)",
+                           "context, not evidence"]  # fmt: skip
+    rows = {row.split("**")[1]: [x.strip() for x in row.strip("|").split(" | ")] for row in _table(claims, "| claim |")}
+    for claim in report.claims:
+        row = rows[claim.id]
+        assert row[3] == claim.verdict.label.replace("_", " ")
+        assert row[4].startswith(f"{claim.verdict.durability}: ")
+        assert row[5] == (claim.durability if claim.durability != "unassessed" else "not labelled")
+        assert "background" not in row[6] and "undetermined" not in row[6] and "unrelated" not in row[6]
+        rested_on = {r.rsplit(" ", 1)[0] for a in claim.assertions for r in a.rests_on}
+        assert set(re.findall(r"\d{4}\.\d{4,5}|simulations\.\w+", row[6])) == rested_on, "only what a verdict rests on"
+        for a in claim.assertions:
+            assert f"#### {a.id} — {a.label.replace('_', ' ')}" in claims
+        assert claim.citation_support in claims
+        assert claim.verdict.durability_reason in claims
+    assert "undetermined offline** (heuristic)" in claims, "an abstention says who abstained"
+    assert "(heuristic, confidence " in claims and "(by rule, from the lab's numbers" in claims
+    assert "heuristic: heuristic" not in claims
+
+
+def test_a_version_1_report_is_read_as_the_current_schema():
+    # fmt: off
+    v1 = {
+        "run_id": "20250101-000000-abcd",
+        "created_at": "2025-01-01T00:00:00Z",
+        "config": {"llm": "none"},
+        "question": "q",
+        "bottom_line": "b",
+        "claims": [{
+            "id": "C1", "text": "Tails vanish first.", "dated": "2023", "tags": ["tails"], "durability": "durable",
+            "origin": "inquiry", "citations": [],
+            "verdict": {"label": "supported", "rationale": "heuristic: on topic", "judged_by": "heuristic"},
+            "evidence": [
+                {"arxiv_id": "2404.01413", "title": "t", "published": "2024-04-01", "stance": "consistent",
+                 "score": 0.6, "rationale": "heuristic: on topic"},
+                {"arxiv_id": "2410.04840", "title": "u", "published": "2024-10-01", "stance": "contradicts",
+                 "score": 0.5, "rationale": "heuristic: opposite"},
+            ],
+        }],
+        "citations": [], "anchor_citations": [], "simulations": {}, "follow_up_questions": [], "tasks": [],
+        "sources": [], "method": {},
+    }
+    # fmt: on
+    report = migrate_report(json.loads(json.dumps(v1)))
+    assert report.schema_version == SCHEMA_VERSION
+    [claim] = report.claims
+    consistent, contradicts = claim.evidence
+    assert consistent.stance == "background" and not consistent.is_evidence, "'consistent' was never agreement"
+    assert contradicts.stance == "contradicts" and contradicts.is_evidence
+    assert claim.assertions == [] and claim.verdict.durability == "unassessed" and claim.durability == "durable"
+    with pytest.raises(ValueError, match="schema_version 3"):
+        migrate_report({**v1, "schema_version": 3})
+
+
+def test_the_current_report_migrates_to_itself(audit):
+    out, _ = audit
+    data = json.loads((out / "report.json").read_text())
+    assert migrate_report(data) == Report.model_validate(data)
+
+
 def test_simulations_carry_the_labs_typed_results(audit):
     out, _ = audit
     report = json.loads((out / "report.json").read_text())
@@ -97,8 +212,10 @@ def test_simulations_carry_the_labs_typed_results(audit):
     html = (out / "report.html").read_text()
     assert sims["result"] in report["bottom_line"] and sims["result"] in md
     assert html_escape(sims["result"]) in html
+    # The lab enters the verdicts through the propositions an assertion states, with its numbers.
     tagged = [c for c in report["claims"] if {"ratio", "diversity", "tails"} & set(c["tags"])]
-    assert tagged and all(sims["result"] in c["verdict"]["rationale"] for c in tagged)
+    lab = [s for c in tagged for a in c["assertions"] for s in a["simulation"]]
+    assert lab and all(s["key"].startswith("simulations.") and any(ch.isdigit() for ch in s["detail"]) for s in lab)
 
     section = md[md.index("## Simulation evidence"):md.index("## Follow-up questions")]
     for heading in ("### Collapse boundaries", "### Effects against the real-only counterfactuals", "### Stationarity"):

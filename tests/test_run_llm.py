@@ -13,14 +13,18 @@ from tests.openai_server import OpenAIServer, Reply, reply
 
 
 def model_answer(body: dict) -> Reply:
-    """A stand-in model: grades every paper 'consistent', quoting the first sentence of the text it
-    was shown, and calls every claim supported."""
+    """A stand-in model on the stance scale: it grades every paper `background` (on topic, no position),
+    quoting the paper's title, except papers whose ID ends in an odd digit, on which it abstains."""
     schema = body["response_format"]["json_schema"]["name"]
+    if schema != "StanceReply":  # the analyst asks only for stances; 410 is not retried, so the run fails
+        return Reply(status=410, error=f"stand-in model: unexpected {schema}")
     prompt = body["messages"][-1]["content"]
-    if schema == "StanceReply":
-        shown = re.search(r'PAPER arXiv:\S+, "(.+?)", first submitted', prompt)
-        return reply({"stance": "consistent", "rationale": "stand-in model", "quote": shown.group(1) if shown else None})
-    return reply({"label": "supported", "rationale": "stand-in model verdict"})
+    paper = re.search(r'PAPER arXiv:(\S+), "(.+?)", first submitted', prompt)
+    if paper.group(1)[-1] in "13579":
+        return reply({"stance": "undetermined", "confidence": 0.2, "rationale": "stand-in model: cannot tell",
+                      "quote": None})
+    return reply({"stance": "background", "confidence": 0.9, "rationale": "stand-in model: on topic, no position",
+                  "quote": paper.group(2)})
 
 
 def test_run_with_an_openai_compatible_endpoint(tmp_path):
@@ -38,10 +42,33 @@ def test_run_with_an_openai_compatible_endpoint(tmp_path):
         sent = [r["model"] for r in server.requests]
     report = json.loads((out / "report.json").read_text())
     assert sent and set(sent) == {"stand-in"}
-    evidence = [e for c in report["claims"] for e in c["evidence"]]
-    assert evidence and all(e["judged_by"] == "model" for e in evidence)
+    assertions = [a for c in report["claims"] for a in c["assertions"]]
+    judged = [e for a in assertions for e in a["evidence"] + a["cited"]]
+    assert judged and all(e["judged_by"] == "model" for e in judged)
+    assert {e["stance"] for e in judged} == {"background", None}
     assert all(c["verdict"]["judged_by"] == "model" for c in report["claims"])
-    assert report["method"]["judgements"]["model"] > 0
+    assert report["method"]["judgements"]["model"] == len(judged) and report["method"]["judgements"]["heuristic"] == 0
+    assert report["method"]["judgements"]["undetermined"] == sum(e["stance"] is None for e in judged)
+
+    # Background is context, never agreement: no paper is something a verdict rests on, so nothing is
+    # supported by the literature; an assertion stands only on the simulation lab's results, if any.
+    for a in assertions:
+        assert all(ref.startswith("simulations.") for ref in (r.rsplit(" ", 1)[0] for r in a["rests_on"])), a
+        if not a["simulation"]:
+            assert a["label"] == "insufficient_evidence", a["id"]
+    for claim in report["claims"]:
+        if claim["verdict"]["label"] == "supported":
+            assert all(a["rests_on"] for a in claim["assertions"]), claim["id"]
+        if claim["citation_support"] and any(c["status"] == "grounded" for c in claim["citations"]):
+            assert "none was found to support" in claim["citation_support"], claim["id"]
+    assert not any(t["found"] for t in report["tasks"] if "simulations.result" not in t["evidence"]
+                   and not t["summary"].startswith("Answered by the two follow-up questions"))
+
+    md = (out / "report.md").read_text()
+    assert "(model, confidence 0.90)" in md and "undetermined (the model abstained)" in md
+    assert "· analyst: openai" in md
+    rows = [line.split(" | ") for line in md.splitlines() if line.startswith("| **C")]
+    assert rows and all("background" not in row[6] and "undetermined" not in row[6] for row in rows), "evidence column"
 
 
 def test_run_without_an_endpoint_fails_before_any_stage(tmp_path):

@@ -6,7 +6,7 @@ import platform
 from datetime import datetime, timezone
 from importlib.metadata import version
 
-from agent.models import Report, SourceInfo
+from agent.models import Evidence, Report, SourceInfo
 from agent.nodes.simulate import lab_answer, sweep_result
 from agent.report.render import write_report
 from agent.services import services_for
@@ -22,7 +22,10 @@ def write_audit_report(state: AuditState) -> dict:
     anchors = state["citations"].get("anchors", [])
     citations = [c for a in audits for c in a.citations] + anchors
     with_id = [a for a in audits if any(c.arxiv_id for c in a.citations)]
-    judged = [e.judged_by for a in audits for e in a.evidence] + [a.verdict.judged_by for a in audits]
+    # Every stance judgement in the report: each assertion's retrieved papers and the claim's cited ones.
+    # (Verdicts are not judgements: agent/verdicts.py derives them from these.)
+    judgements = [e for a in audits for assertion in a.assertions for e in [*assertion.evidence, *assertion.cited]]
+    judged = [e.judged_by for e in judgements]
     sim = state["simulation"]
     sweep = sweep_result(state)
     report = Report(
@@ -44,13 +47,14 @@ def write_audit_report(state: AuditState) -> dict:
             "simulation_config": sweep.config.model_dump(mode="json"),
             "snapshot_date": services.snapshot.snapshot_date.isoformat(),
             "embeddings": services.embedder.name,
-            "judgements": {kind: judged.count(kind) for kind in ("heuristic", "model")},
+            "judgements": {**{kind: judged.count(kind) for kind in ("heuristic", "model")},
+                           "undetermined": sum(e.stance is None for e in judgements)},
             "claim_coverage": {
                 "claims": len(audits),
                 "with_checkable_id": len(with_id),
                 "share": round(len(with_id) / len(audits), 3) if audits else 0.0,
             },
-            "quotes": _quote_note([e.quote_source for a in audits for e in a.evidence if e.quote]),
+            "quotes": _quote_note([e for e in judgements if e.quote]),
         },
     )
     files = write_report(report, run.out_dir, figures=sim["figures"], sweep=sweep)
@@ -90,11 +94,16 @@ def simulations_section(sweep: SweepResult, plan: dict, figures: list[str]) -> d
     }
 
 
-def _quote_note(sources: list[str]) -> str:
-    paraphrased, abstracts = sources.count("paraphrase"), sources.count("abstract")
-    if not sources:
-        return "No quotes: no graded paper's text was quoted."
+def _quote_note(quoted: list[Evidence]) -> str:
+    """Where the report's quotes come from; a quote of a paper's title is counted as such, not as its text."""
+    if not quoted:
+        return "No quotes: no judged paper's text was quoted."
+    titles = sum(e.quote.strip() == e.title.strip() for e in quoted)
+    body = [e for e in quoted if e.quote.strip() != e.title.strip()]
+    paraphrased = sum(e.quote_source == "paraphrase" for e in body)
+    abstracts = sum(e.quote_source == "abstract" for e in body)
     return (
         f"Quotes: {paraphrased} from the offline snapshot's own-words paraphrases (not the papers' abstracts), "
-        f"{abstracts} from abstracts returned by the live arXiv API; each was checked to occur in that text."
+        f"{abstracts} from abstracts returned by the live arXiv API, and {titles} that are only the paper's title; each was "
+        "checked to occur in that text."
     )

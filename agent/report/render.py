@@ -9,7 +9,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from agent.models import Report
+from agent.models import AssertionAudit, ClaimAudit, Evidence, Report
 from agent.nodes.simulate import (
     band_text,
     bias_label,
@@ -24,6 +24,9 @@ from simulations.analysis import Boundary, CellEffect, Estimate, SimAnalysis
 from simulations.sweep import SweepResult
 
 FLAGGED = {"wrong_paper", "year_mismatch", "nonexistent", "malformed", "not_found", "unverifiable", "no_id"}
+# The order papers are listed in under an assertion: positions first, then context, then abstentions.
+_STANCE_ORDER = {"supports": 0, "qualifies": 1, "contradicts": 2, "background": 3, None: 4, "unrelated": 5}
+_QUOTE_KIND = {"paraphrase": "our paraphrase of the paper, not its abstract", "abstract": "from the abstract"}
 
 
 @dataclass
@@ -49,6 +52,104 @@ class SimSection:
     stationarity_intro: str = ""
     stationarity: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+
+
+def label_text(label: str) -> str:
+    """A verdict or durability label as words: 'partly_supported' -> 'partly supported'."""
+    return label.replace("_", " ")
+
+
+def stance_text(e: Evidence) -> str:
+    """The stance as the report shows it; an abstention says who abstained."""
+    if e.stance is not None:
+        return e.stance
+    return "undetermined offline" if e.judged_by == "heuristic" else "undetermined (the model abstained)"
+
+
+def judged_text(e: Evidence) -> str:
+    """Who judged the stance, and how sure it was (an abstention has no confidence to give)."""
+    return e.judged_by if e.stance is None else f"{e.judged_by}, confidence {e.confidence:.2f}"
+
+
+def why_text(e: Evidence) -> str:
+    """The judge's rationale as a sentence, without the prefixes the report already shows beside it
+    ('heuristic:', and 'undetermined offline:' on an abstention)."""
+    text = e.rationale.strip()
+    prefixes = ("heuristic:", "undetermined offline:") if e.stance is None else ("heuristic:",)
+    while text.lower().startswith(prefixes):
+        text = text.split(":", 1)[1].strip()
+    if not text:
+        return ""
+    text = text[0].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def title_quote(e: Evidence) -> bool:
+    """The quoted passage is the paper's title, which the report already shows."""
+    return bool(e.quote) and e.quote.strip() == e.title.strip()
+
+
+def quote_kind(e: Evidence) -> str:
+    """Where the quote comes from: our paraphrase of the paper, or its abstract."""
+    return _QUOTE_KIND.get(e.quote_source or "", "from the text we hold")
+
+
+@dataclass
+class AssertionView:
+    audit: AssertionAudit
+    rests_on: str  # every source that took a position, cited ones marked; or why none did
+    cited: list[Evidence]
+    retrieved: list[Evidence]  # positions, then background, then undetermined
+    unrelated: list[Evidence]
+
+
+@dataclass
+class ClaimView:
+    """One claim as the report shows it: the verdict's cells and its assertions."""
+
+    audit: ClaimAudit
+    evidence: str  # the claims table's evidence cell: only supports / qualifies / contradicts
+    context: str  # sources on topic that took no position, and abstentions: never counted as agreement
+    judged_by: str  # who judged the stances behind the verdict
+    assertions: list[AssertionView]
+
+
+def _rests_on(a: AssertionAudit) -> str:
+    cited = {e.arxiv_id for e in a.cited}
+    parts = []
+    for item in a.rests_on:
+        ref, _, stance = item.rpartition(" ")
+        parts.append(f"{ref} {stance}" + (" (cited)" if ref in cited else ""))
+    return ", ".join(parts)
+
+
+def _judges(judged: list[Evidence]) -> str:
+    kinds = sorted({e.judged_by for e in judged})
+    return {("heuristic",): "heuristic", ("model",): "model"}.get(tuple(kinds), " and ".join(kinds) or "none")
+
+
+def claim_view(c: ClaimAudit) -> ClaimView:
+    views, cells = [], []
+    background = undetermined = 0
+    judged: list[Evidence] = []
+    for a in c.assertions:
+        sources = [*a.evidence, *a.cited]
+        judged += sources
+        background += sum(e.stance == "background" for e in sources)
+        undetermined += sum(e.stance is None for e in sources)
+        rests = _rests_on(a)
+        if rests:
+            cells.append(f"{a.id}: {rests}")
+        ordered = sorted(a.evidence, key=lambda e: (_STANCE_ORDER[e.stance], -e.score))
+        views.append(AssertionView(
+            audit=a, rests_on=rests, cited=a.cited,
+            retrieved=[e for e in ordered if e.stance != "unrelated"],
+            unrelated=[e for e in ordered if e.stance == "unrelated"],
+        ))
+    context = (f"{background} background (on topic, no position); {undetermined} undetermined"
+               if judged else "no source judged")
+    return ClaimView(audit=c, evidence="; ".join(cells) or "none takes a position", context=context,
+                     judged_by=_judges(judged), assertions=views)
 
 
 def _estimate(e: Estimate | None, digits: int) -> str:
@@ -223,6 +324,12 @@ def _environment(autoescape: bool) -> Environment:
     )
     env.filters["pct"] = lambda x: f"{x:.0%}"
     env.filters["cell"] = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
+    env.filters["label"] = label_text
+    env.filters["stance"] = stance_text
+    env.filters["judged"] = judged_text
+    env.filters["why"] = why_text
+    env.filters["quote_kind"] = quote_kind
+    env.tests["title_quote"] = title_quote
     return env
 
 
@@ -236,6 +343,7 @@ def write_report(report: Report, out_dir: Path, figures: list[str], sweep: Sweep
             for c in checks
             if c.status in FLAGGED
         ],
+        "claims": [claim_view(c) for c in report.claims],
         "sim": sim_section(sweep),
         "figures": [Path(f) for f in figures],
     }
