@@ -14,7 +14,9 @@ The parser reads the *shape* of an inquiry prompt, not one particular text:
   "(2023, arXiv:2305.17493)", "(2024–2025)", "(Smith et al., 2021)". ``dated`` keeps the
   expressions as written, joined by "; " ("2024; 2026"); ``year_start``/``year_end`` are the
   earliest and latest years they name.
-- citations: arXiv IDs anywhere in the bullet, in order, without "arXiv:" prefix or version suffix.
+- citations: the arXiv IDs the citation checker reads in the bullet (tools.citations, rules in
+  tools.arxiv_id: prefixes, URLs, the arXiv DOI, bare IDs where arXiv is cited), in order, canonical
+  (no prefix, no version); an impossible ID such as 2313.04567 is kept, for grounding to flag.
 - anchors: lines "[bullet] arXiv:ID (YEAR): label" (year optional; ':' or a dash before the label).
 - tasks: items "(1) ..." / "1. ..." / "1) ..." with lettered sub-items "(a) ...", inline or on their
   own lines -> Task ids "1", "1a", "1b", ...; the parent keeps the text before its first sub-item.
@@ -33,19 +35,17 @@ from importlib import resources
 from pathlib import Path
 
 from agent.models import Anchor, Claim, Durability, Inquiry, Task
+from tools.arxiv_id import ID_AS_WRITTEN, canonical, mask, parse
+from tools.citations import extract_citations
 
 
 class InquiryError(ValueError):
     """The inquiry cannot be parsed; the message is one line saying what to fix."""
 
 
-# New-style IDs (YYMM.NNNNN, month checked) and old-style archive IDs (hep-th/9901001), each with
-# an optional "arXiv:" prefix or arxiv.org URL and an optional version suffix, which is dropped.
-ARXIV_ID_RE = re.compile(
-    r"(?<![\w./:])(?:arxiv:\s*|(?:https?://)?(?:www\.)?arxiv\.org/(?:abs|pdf)/)?"
-    r"(\d{2}(?:0[1-9]|1[0-2])\.\d{4,5}|[a-z][a-z\-]*(?:\.[A-Z]{2})?/\d{7})(?:v\d+)?(?![\w/]|\.\d)",
-    re.IGNORECASE,
-)
+# Identifiers follow tools.arxiv_id (the one home for identifier rules): what the citation checker
+# reads as an arXiv citation is exactly what a claim cites, impossible IDs included (grounding flags
+# them), so `2313.04567` is cited here and reported nonexistent there.
 _YEAR_EXPR_RE = re.compile(r"(?<!\d)((?:19|20)\d{2})(?:\s*[–—-]\s*((?:19|20)?\d{2}))?(?!\d)")
 _GROUP_RE = re.compile(r"[(\[]([^()\[\]]*)[)\]]")
 
@@ -56,7 +56,7 @@ _SUBTASK_INLINE_RE = re.compile(r"\(([a-z])\)\s+")
 _TASK_INLINE_RE = re.compile(r"\((\d{1,2})\)\s+")
 _MD_HEADING_RE = re.compile(r"^\s*#{1,6}\s+(.*)$")
 _ANCHOR_RE = re.compile(
-    r"^(?:[•\-*–—·▪◦‣]\s+)?" + ARXIV_ID_RE.pattern + r"\s*(?:\(((?:19|20)\d{2})\))?\s*[:–—-]\s*(\S.*)$",
+    r"^(?:[•\-*–—·▪◦‣]\s+)?(" + ID_AS_WRITTEN + r")\s*(?:\(((?:19|20)\d{2})\))?\s*[:–—-]\s*(\S.*)$",
     re.IGNORECASE,
 )
 _CLAIMS_HEADING_RE = re.compile(r"\b(found|findings?|claims?|results?)\b", re.IGNORECASE)
@@ -100,11 +100,12 @@ _STOPWORDS = frozenset(
 
 
 def find_arxiv_ids(text: str) -> list[str]:
-    """arXiv IDs in ``text``, in order of first appearance, without prefix or version suffix."""
+    """arXiv IDs in ``text``, in order of first appearance, canonical (no prefix, no version): the
+    well-shaped identifiers the citation checker finds there (tools.citations / tools.arxiv_id)."""
     ids: list[str] = []
-    for match in ARXIV_ID_RE.finditer(text):
-        if match.group(1) not in ids:
-            ids.append(match.group(1))
+    for citation in extract_citations(text):
+        if citation.arxiv_id and parse(citation.arxiv_id) is not None and citation.arxiv_id not in ids:
+            ids.append(citation.arxiv_id)
     return ids
 
 
@@ -119,7 +120,7 @@ def parse_dates(text: str) -> tuple[str | None, int | None, int | None]:
     expressions: list[str] = []
     years: list[int] = []
     for group in _GROUP_RE.findall(text):
-        for match in _YEAR_EXPR_RE.finditer(ARXIV_ID_RE.sub(" ", group)):
+        for match in _YEAR_EXPR_RE.finditer(mask(group)):
             start = int(match.group(1))
             end = start
             if match.group(2):
@@ -280,7 +281,7 @@ def _anchor(line: str) -> Anchor:
     match = _ANCHOR_RE.match(line.strip())
     assert match is not None
     year = int(match.group(2)) if match.group(2) else None
-    return Anchor(arxiv_id=match.group(1), year=year, label=match.group(3).strip())
+    return Anchor(arxiv_id=canonical(match.group(1)), year=year, label=match.group(3).strip())
 
 
 def _tasks(lines: list[str], kinds: list[str], start: int) -> list[Task]:

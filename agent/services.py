@@ -34,8 +34,9 @@ def services_for(run: RunConfig) -> Services:
         settings = Settings()
         settings.home.mkdir(parents=True, exist_ok=True)
         snapshot = Snapshot.open(settings.snapshot_index_path)
-        source = open_source(run.source, arxiv_url=run.arxiv_url, cache_path=settings.cache_path, snapshot=snapshot)
         embedder = get_embedder(settings.embeddings)
+        # the source carries the run's embedder, so grounding uses the one the settings chose
+        source = open_source(run.source, arxiv_url=run.arxiv_url, cache_path=settings.cache_path, snapshot=snapshot, embedder=embedder)
         _built[key] = Services(settings, snapshot, source, embedder, _analyst(run, settings, embedder))
     return _built[key]
 

@@ -13,6 +13,9 @@ or constant (`server.always = "503"`):
   "slow"       answers after `slow_s` real seconds (past a short client timeout)
   "empty"      HTTP 200, no entries, totalResults still the true count (arXiv's empty-page glitch)
   "empty_zero" HTTP 200, no entries, totalResults 0 (the glitch as the `arxiv` client reports it)
+or by chance: `empty_share=0.8` answers that share of pages (ID lookups and searches alike) with
+`empty_kind` ("empty_zero" by default: indistinguishable from "no such paper"), drawn from a
+seeded generator, as arXiv's API does on bad days.
 Every request is logged (`server.requests`) with the injected clock's time, so tests can check
 batching and spacing. The server stops itself after `lifetime` seconds.
 """
@@ -20,6 +23,7 @@ batching and spacing. The server stops itself after `lifetime` seconds.
 from __future__ import annotations
 
 import json
+import random
 import re
 import threading
 import time
@@ -112,7 +116,10 @@ class LoggedRequest:
 
 
 class ArxivServer:
-    def __init__(self, papers: list[Paper], *, clock=None, retry_after: float = 7.0, slow_s: float = 0.5, lifetime: float = 120.0) -> None:
+    def __init__(
+        self, papers: list[Paper], *, clock=None, retry_after: float = 7.0, slow_s: float = 0.5, lifetime: float = 120.0,
+        empty_share: float = 0.0, empty_kind: str = "empty_zero", seed: int = 0,
+    ) -> None:
         self.papers = {p.id: p for p in papers}
         self.clock = clock
         self.retry_after = retry_after
@@ -120,6 +127,9 @@ class ArxivServer:
         self.lifetime = lifetime
         self.faults: deque[str] = deque()
         self.always: str | None = None
+        self.empty_share = empty_share
+        self.empty_kind = empty_kind
+        self._random = random.Random(seed)
         self.requests: list[LoggedRequest] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -149,7 +159,11 @@ class ArxivServer:
     def _next_fault(self, params: dict[str, str]) -> str | None:
         with self._lock:
             self.requests.append(LoggedRequest(params, self.clock.monotonic() if self.clock else time.monotonic()))
-            return self.faults.popleft() if self.faults else self.always
+            if self.faults:
+                return self.faults.popleft()
+            if self.always is None and self.empty_share and self._random.random() < self.empty_share:
+                return self.empty_kind
+            return self.always
 
     def answer(self, params: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         fault = self._next_fault(params)

@@ -147,6 +147,10 @@ def test_durability_descriptions_in_quotes():
         ("https://arxiv.org/abs/2303.03846 then arXiv: hep-th/9901001v1", ["2303.03846", "hep-th/9901001"]),
         ("twice: 2305.17493, arXiv:2305.17493v1", ["2305.17493"]),
         ("numbers that are not IDs: 1234.5678, 3.14159, 12305.17493, 2313.00001", []),
+        # the parser cites what grounding checks: an impossible month is kept (grounding flags it)
+        ("Model collapse accelerates (Lee et al., 2023, arXiv:2313.04567).", ["2313.04567"]),
+        ("arXiv's own BibTeX: doi 10.48550/arXiv.2305.17493 and https://doi.org/10.48550/arXiv.2404.01413", ["2305.17493", "2404.01413"]),
+        ("a broken one (arXiv:2305.174) is no identifier; math.GT/0309136v2 keeps its archive", ["math/0309136"]),
     ],
 )
 def test_find_arxiv_ids(text, expected):
@@ -165,6 +169,19 @@ def test_find_arxiv_ids(text, expected):
 )
 def test_parse_dates(text, expected):
     assert parse_dates(text) == expected
+
+
+def test_claim_citations_are_the_ids_grounding_checks():
+    from datetime import date
+
+    from tools.arxiv_id import check_shape
+    from tools.citations import extract_citations
+
+    text = "Tails vanish (2023, arXiv:2305.17493v2); later (arXiv:2313.04567) and [2404.01413] and doi:10.48550/arXiv.2410.18447."
+    claim = parse_inquiry(f"What was found:\n• {text}\n").claims[0]
+    checked = [c.arxiv_id for c in extract_citations(claim.text)]
+    assert claim.citations == checked == ["2305.17493", "2313.04567", "2404.01413", "2410.18447"]
+    assert check_shape("2313.04567", date(2026, 11, 24)).status == "nonexistent"  # cited here, flagged by grounding
 
 
 def test_tags_come_from_the_vocabulary_or_nothing():

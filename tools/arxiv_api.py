@@ -3,8 +3,17 @@
 httpx, not the `arxiv` package: that client retries HTTP 400 (malformed IDs) without backoff, ignores
 Retry-After, and turns an empty page into "no results" without a word, which would make a glitch
 look like a missing paper. Here every answer is classified: a feed with entries, an empty feed
-(`totalResults` 0: arXiv says the IDs do not exist), an Error entry (HTTP 400), or a fault (5xx,
-429, timeout, a page with fewer entries than it announces). Only the first two are answers.
+(`totalResults` 0), an Error entry (HTTP 400), or a fault (5xx, 429, timeout, a page with fewer
+entries than it announces). Only the first two are answers.
+
+Absence needs proof, because arXiv's API sometimes answers a page empty although the papers exist
+(with `totalResults` 0, indistinguishable from "no such paper"). An ID is `absent` only when
+- arXiv answered "no such paper" twice to a single-ID query, at least `absence_gap` seconds apart;
+- between the two, a control query (a single ID known to exist) came back with its paper;
+- and nothing in this check, nor in the last `glitch_memory` seconds, showed the API answering
+  empty for papers that exist (a control coming back empty, an ID dropped from a batch and found
+  on its own, a truncated page).
+Otherwise the ID is `unproven` (the caller reports it unverifiable), never absent.
 
 Terms (info.arxiv.org/help/api/tou.html): one connection at a time and at least 3 s between
 requests; `Clock` is injectable so tests check the spacing without sleeping.
@@ -30,6 +39,9 @@ from tools.papers import Paper
 DEFAULT_ARXIV_URL = "https://export.arxiv.org/api/query"
 BATCH_SIZE = 100  # IDs per id_list request: keeps URLs short, and max_results can match it
 MIN_INTERVAL_S = 3.0
+ABSENCE_GAP_S = 10.0  # the two "no such paper" answers for one ID are at least this far apart
+GLITCH_MEMORY_S = 600.0  # an empty answer for an existing paper this recent makes every "no such paper" doubtful
+DEFAULT_CONTROLS = ("1706.03762", "2305.17493")  # papers that exist, for control queries when none is known yet
 ATOM = "{http://www.w3.org/2005/Atom}"
 ARXIV = "{http://arxiv.org/schemas/atom}"
 OPENSEARCH = "{http://a9.com/-/spec/opensearch/1.1/}"
@@ -70,8 +82,9 @@ class IdLookup:
     """What the API said about a set of IDs (canonical, no version)."""
 
     found: dict[str, Paper] = field(default_factory=dict)
-    absent: set[str] = field(default_factory=set)  # confirmed missing by a single-ID request
+    absent: set[str] = field(default_factory=set)  # proven missing (see the module docstring)
     failed: dict[str, str] = field(default_factory=dict)  # id -> why the API could not answer
+    unproven: dict[str, str] = field(default_factory=dict)  # id -> why its "no such paper" is no proof
 
 
 class ArxivClient:
@@ -99,7 +112,11 @@ class ArxivClient:
         self.backoff = backoff
         self.max_retry_after = max_retry_after
         self.requests_sent = 0
+        self.absence_gap = ABSENCE_GAP_S
+        self.glitch_memory = GLITCH_MEMORY_S
         self._last_request: float | None = None
+        self._glitches: list[float] = []  # clock times of empty answers for papers that exist
+        self._known: list[str] = []  # IDs seen to exist, most recent last: control queries
         self._lock = threading.Lock()
         self._http = httpx.Client(
             timeout=timeout,
@@ -119,26 +136,105 @@ class ArxivClient:
             return str(error)
         return None
 
-    def lookup(self, ids: Iterable[str]) -> IdLookup:
-        """Resolve canonical IDs: one id_list request per BATCH_SIZE IDs.
+    def lookup(self, ids: Iterable[str], *, seen_absent: Iterable[str] = (), controls: Iterable[str] = ()) -> IdLookup:
+        """Resolve canonical IDs: one id_list request per BATCH_SIZE IDs, then the proof of absence
+        for every ID no answer returned (module docstring).
 
-        An ID a batch did not return is asked for again on its own before it counts as absent: the
-        API sometimes drops entries, and a fault must never read as "no such paper".
+        `seen_absent`: IDs an earlier answer (the cache's) said do not exist; that answer counts as
+        the first "no such paper", so one control and one fresh single-ID answer re-confirm it.
+        `controls`: IDs known to exist, for control queries.
         """
         wanted = list(dict.fromkeys(ids))
+        earlier = set(seen_absent)
         result = IdLookup()
-        for start in range(0, len(wanted), BATCH_SIZE):
-            batch = wanted[start : start + BATCH_SIZE]
+        negatives: dict[str, float] = {}  # id -> clock time of its first single-ID "no such paper"
+        glitches_before = len(self._glitches)
+        asked = [i for i in wanted if i not in earlier]
+        for start in range(0, len(asked), BATCH_SIZE):
+            batch = asked[start : start + BATCH_SIZE]
             try:
                 feed = self._id_feed(batch)
             except ArxivUnavailable as error:
                 result.failed.update({i: str(error) for i in batch})
                 continue
+            if feed.errors and len(batch) == 1:
+                result.failed[batch[0]] = f"arXiv rejected the ID: {feed.errors[0]}"
+                continue
             found = {p.id: p for p in feed.papers if p.id in batch}
-            result.found.update(found)
-            for missing in (i for i in batch if i not in found):
-                self._confirm(missing, result)
+            self._learn(found, result)
+            missing = [i for i in batch if i not in found]
+            if len(batch) == 1 and missing and not feed.errors:
+                negatives[missing[0]] = self.clock.monotonic()  # a single-ID query already
+                continue
+            for arxiv_id in missing:
+                self._ask_alone(arxiv_id, result, negatives, dropped=True)
+        for arxiv_id in wanted:
+            if arxiv_id in earlier:
+                negatives[arxiv_id] = float("-inf")  # answered before, long enough ago
+        if not negatives:
+            return result
+        control = self._control(result, controls)
+        first = min(negatives.values())
+        if (wait := first + self.absence_gap - self.clock.monotonic()) > 0:
+            self.clock.sleep(wait)
+        seconds: dict[str, float] = {}
+        for arxiv_id in list(negatives):
+            self._ask_alone(arxiv_id, result, seconds, dropped=arxiv_id not in earlier)
+        glitched = len(self._glitches) > glitches_before or self._recent_glitch()
+        for arxiv_id in negatives:
+            if arxiv_id in result.found or arxiv_id in result.failed:
+                continue
+            if arxiv_id not in seconds:
+                continue
+            if control is not None:
+                result.unproven[arxiv_id] = f"arXiv returned no entry for it, but {control}, so that is no proof of absence"
+            elif glitched:
+                result.unproven[arxiv_id] = "arXiv returned no entry for it, but in this check it also answered empty for papers that exist, so that is no proof of absence"
+            else:
+                result.absent.add(arxiv_id)
         return result
+
+    def _ask_alone(self, arxiv_id: str, result: IdLookup, negatives: dict[str, float], *, dropped: bool) -> None:
+        """One single-ID query: the paper, an Error entry, a fault, or a "no such paper" (recorded
+        with its time). A paper found after a batch or an earlier answer dropped it is a glitch."""
+        try:
+            feed = self._get({"id_list": arxiv_id, "start": "0", "max_results": "1"})
+        except ArxivUnavailable as error:
+            result.failed[arxiv_id] = str(error)
+            return
+        match = [p for p in feed.papers if p.id == arxiv_id]
+        if match:
+            if dropped or arxiv_id in negatives:
+                self._glitch()
+            self._learn({arxiv_id: match[0]}, result)
+            negatives.pop(arxiv_id, None)
+        elif feed.errors:
+            result.failed[arxiv_id] = f"arXiv rejected the ID: {feed.errors[0]}"
+        else:
+            negatives.setdefault(arxiv_id, self.clock.monotonic())
+
+    def _control(self, result: IdLookup, controls: Iterable[str]) -> str | None:
+        """Ask for a paper known to exist; None when it came back, else what went wrong."""
+        known = [*result.found, *reversed(self._known), *controls, *DEFAULT_CONTROLS]
+        control = known[0]
+        try:
+            feed = self._get({"id_list": control, "start": "0", "max_results": "1"})
+        except ArxivUnavailable as error:
+            return f"the control query for {control}, a paper that exists, failed ({error})"
+        if any(p.id == control for p in feed.papers):
+            return None
+        self._glitch()
+        return f"the control query for {control}, a paper that exists, came back empty too"
+
+    def _learn(self, found: dict[str, Paper], result: IdLookup) -> None:
+        result.found.update(found)
+        self._known = [i for i in self._known if i not in found][-50:] + list(found)
+
+    def _glitch(self) -> None:
+        self._glitches = [t for t in self._glitches if t >= self.clock.monotonic() - self.glitch_memory] + [self.clock.monotonic()]
+
+    def _recent_glitch(self) -> bool:
+        return any(t >= self.clock.monotonic() - self.glitch_memory for t in self._glitches)
 
     def search(self, query: str, *, since: date | None = None, until: date | None = None, limit: int = 20) -> list[Paper]:
         """Papers matching any of the query's words, most relevant first, submitted within [since, until]."""
@@ -164,20 +260,6 @@ class ArxivClient:
             # hundred fabrications: ask once more before confirming IDs one by one.
             feed = self._get(params)
         return feed
-
-    def _confirm(self, arxiv_id: str, result: IdLookup) -> None:
-        try:
-            feed = self._get({"id_list": arxiv_id, "start": "0", "max_results": "1"})
-        except ArxivUnavailable as error:
-            result.failed[arxiv_id] = str(error)
-            return
-        match = [p for p in feed.papers if p.id == arxiv_id]
-        if match:
-            result.found[arxiv_id] = match[0]
-        elif feed.errors:
-            result.failed[arxiv_id] = f"arXiv rejected the ID: {feed.errors[0]}"
-        else:
-            result.absent.add(arxiv_id)
 
     def _get(self, params: dict[str, str], *, retries: int | None = None, timeout: float | None = None) -> Feed:
         """One logical request: spaced, retried on faults with backoff (Retry-After honoured)."""
@@ -219,6 +301,7 @@ class ArxivClient:
         if status != 200:
             return None, f"HTTP {status}", None
         if feed.truncated(page_size):
+            self._glitch()
             return None, f"empty page ({len(feed.papers)} of {feed.total_results} announced entries)", self._backoff(attempt)
         return feed, "", None
 

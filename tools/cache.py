@@ -1,6 +1,8 @@
 """SQLite cache of live arXiv answers: papers found, IDs confirmed absent, and searches, each with a TTL.
 
-Only answers are cached, never faults: an ID the API failed on is asked again next time.
+Only answers are cached, never faults: an ID the API failed on is asked again next time. Only
+proven absences are cached (tools.arxiv_api), briefly, and they are a first answer for the next
+check to re-confirm, never a verdict on their own (tools.sources).
 arXiv asks clients to cache, since repeated identical queries are discouraged.
 """
 
@@ -17,7 +19,7 @@ from pathlib import Path
 from tools.papers import Paper
 
 PAPER_TTL_S = 30 * 86_400  # metadata changes rarely (a new version, a journal ref)
-ABSENT_TTL_S = 86_400  # a missing ID may be a paper announced tomorrow
+ABSENT_TTL_S = 3_600  # brief: a proven absence is re-confirmed live before each new verdict anyway
 SEARCH_TTL_S = 86_400  # new papers appear daily
 
 _SCHEMA = """
@@ -62,6 +64,11 @@ class LookupCache:
             )
             self._db.executemany("INSERT OR REPLACE INTO absent (id, stored_at) VALUES (?, ?)", [(i, now) for i in absent])
             self._db.executemany("DELETE FROM absent WHERE id = ?", [(i,) for i in found])
+
+    def forget_absent(self, ids: Iterable[str]) -> None:
+        """Drop cached absences that a later check could not re-confirm."""
+        with self._lock, self._db:
+            self._db.executemany("DELETE FROM absent WHERE id = ?", [(i,) for i in ids])
 
     def search(self, key: str) -> list[Paper] | None:
         with self._lock:

@@ -14,6 +14,7 @@ class Paper(BaseModel):
     id: str = Field(description="arXiv ID without version, e.g. 2305.17493 or hep-th/9901001")
     title: str
     authors: list[str] = []
+    authors_truncated: bool = False  # the list holds only the first authors: a name missing from it proves nothing
     published: date = Field(description="v1 submission date")
     date_precision: Literal["day", "month"] = "day"
     updated: date | None = None

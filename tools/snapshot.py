@@ -29,7 +29,7 @@ from tools.arxiv_id import canonical as canonical_id
 from tools.papers import Paper
 
 PACKAGED_FILE = "arxiv_snapshot.jsonl"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: records carry authors_truncated
 Origin = Literal["packaged", "kaggle"]
 
 _TERM = re.compile(r"\w+", re.UNICODE)
@@ -81,8 +81,9 @@ class Snapshot:
         self.snapshot_date = date.fromisoformat(self._meta("snapshot_date"))
 
     @classmethod
-    def open(cls, index_path: Path | None = None) -> Snapshot:
-        """In memory (None) or a persistent index at `index_path`, with the packaged snapshot loaded.
+    def open(cls, index_path: Path | None = None, *, packaged: Path | None = None) -> Snapshot:
+        """In memory (None) or a persistent index at `index_path`, with the packaged snapshot loaded
+        (or, for benchmarks and tests, the snapshot-format file `packaged`).
 
         A persistent index reloads the packaged snapshot when it is missing or the package changed
         (tracked by the file's hash); papers ingested from Kaggle files stay.
@@ -95,7 +96,7 @@ class Snapshot:
         try:
             with db:
                 db.executescript(_SCHEMA)
-            _load_packaged_if_outdated(db)
+            _load_packaged_if_outdated(db, packaged.read_bytes() if packaged else None)
         except sqlite3.DatabaseError as error:
             db.close()
             raise ValueError(f"{index_path} is not a usable snapshot index ({error}); delete it to rebuild") from error
@@ -148,6 +149,17 @@ class Snapshot:
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
         return [(Paper.model_validate_json(record), score) for record, score in rows]
+
+    def sample(self, n: int) -> list[Paper]:
+        """Up to `n` papers spread evenly over the index (all of them when it holds no more): a
+        deterministic background sample."""
+        total = len(self)
+        if total <= n:
+            return self.papers()
+        step = total // n
+        with self._lock:
+            rows = self._db.execute("SELECT record FROM papers WHERE rowid % ? = 0 ORDER BY rowid LIMIT ?", (step, n)).fetchall()
+        return [Paper.model_validate_json(record) for (record,) in rows]
 
     def papers(self) -> list[Paper]:
         """Every paper, oldest first."""
@@ -202,8 +214,8 @@ def _packaged_bytes() -> bytes:
     return importlib.resources.files("tools.data").joinpath(PACKAGED_FILE).read_bytes()
 
 
-def _load_packaged_if_outdated(db: sqlite3.Connection) -> None:
-    raw = _packaged_bytes()
+def _load_packaged_if_outdated(db: sqlite3.Connection, raw: bytes | None = None) -> None:
+    raw = _packaged_bytes() if raw is None else raw
     digest = hashlib.sha256(raw + SCHEMA_VERSION.encode()).hexdigest()
     held = db.execute("SELECT value FROM meta WHERE key = 'packaged_sha256'").fetchone()
     if held is not None and held[0] == digest:

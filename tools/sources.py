@@ -1,9 +1,12 @@
 """The literature source chain: cache -> offline snapshot -> live arXiv, or one of them explicitly.
 
 `lookup` answers per ID with `found`, `absent` (an authoritative source answered: no such paper) or
-`error` (nobody could answer). Only the live API is authoritative for absence: the snapshot holds a
-few hundred papers, so a miss there is `error`, never `absent` — a real paper is never called fake
-because it is missing from our files or because a network call failed.
+`error` (nobody could answer). Only the live API is authoritative for absence, and only with proof
+(tools.arxiv_api: two spaced single-ID answers with a control in between, no glitch seen): the
+snapshot holds a few hundred papers, so a miss there is `error`, never `absent` — a real paper is
+never called fake because it is missing from our files, because a network call failed, or because
+arXiv answered a page empty. A cached "no such paper" is short-lived and is re-confirmed live
+before it becomes a verdict again.
 
 In `auto` mode the live API is probed once, on first need, with a short timeout; when it does not
 answer, the source says so once (`notice`, `describe()`) and works from the snapshot without
@@ -17,7 +20,8 @@ import threading
 from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from functools import cache
+from typing import TYPE_CHECKING, Literal
 
 import httpx
 from pydantic import BaseModel
@@ -28,6 +32,9 @@ from tools.arxiv_id import parse as parse_arxiv_id
 from tools.citations import fold
 from tools.papers import Paper
 from tools.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from tools.embeddings import Embedder
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,9 @@ class PaperSource:
     def __init__(self, mode: SourceMode, *, snapshot: Snapshot | None, client: ArxivClient | None, cache: LookupCache | None) -> None:
         self.mode = mode
         self.snapshot = snapshot if mode != "arxiv" else None
+        # What a sentence is compared against so that "similar" has a scale, and what we know of a
+        # paper beyond its abstract (our findings); never an answer to a lookup in arxiv mode.
+        self.reference = snapshot
         self.client = client if mode != "snapshot" else None
         self.cache = cache if mode != "snapshot" else None
         self.live_problem: str | None = None  # why the live API was not used, once known
@@ -58,6 +68,8 @@ class PaperSource:
         self._probed = mode != "auto"
         self._cache_hits = 0
         self._author_index: dict[str, list[str]] | None = None
+        self._background: dict[int, list[Paper]] = {}
+        self.embedder: Embedder | None = None  # the embedder the run chose; grounding uses it
         self._probe_lock = threading.Lock()  # the agent's worker threads share one source: probe once
 
     # --- lookups ---------------------------------------------------------------------------------
@@ -77,38 +89,48 @@ class PaperSource:
             if key not in keys:
                 keys.append(key)
         result: dict[str, Lookup] = {}
+        seen_absent: set[str] = set()
         if self.cache:
             for key, paper in self.cache.papers(keys).items():
                 if key not in versioned or paper.versions is not None:
                     result[key] = Lookup(status="found", paper=paper, origin="cache")
-            for key in self.cache.absent(k for k in keys if k not in result):
-                result[key] = Lookup(status="absent", origin="cache", detail="arXiv has no paper with this ID (cached answer)")
             self._cache_hits += len(result)
+            # a cached "no such paper" is a first answer, not a verdict: it is re-confirmed live
+            seen_absent = self.cache.absent(k for k in keys if k not in result)
         offline = self.snapshot.get_many(k for k in keys if k not in result) if self.snapshot else {}
         for key, paper in offline.items():
             if key not in versioned or paper.versions is not None or not self._live_usable():
                 result[key] = Lookup(status="found", paper=paper, origin="snapshot")
         rest = [k for k in keys if k not in result]
         if rest and self._live_usable():
-            self._ask_live(rest, result, offline)
+            self._ask_live(rest, result, offline, seen_absent & set(rest))
         for key in (k for k in keys if k not in result):
-            result[key] = Lookup(status="error", detail=self._why_unanswered())
+            if key in seen_absent:
+                detail = f"arXiv said earlier that it has no paper with this ID, and that could not be re-confirmed now ({self._why_unanswered()})"
+                result[key] = Lookup(status="error", origin="cache", detail=detail)
+            else:
+                result[key] = Lookup(status="error", detail=self._why_unanswered())
         return result
 
-    def _ask_live(self, ids: list[str], result: dict[str, Lookup], offline: dict[str, Paper]) -> None:
+    def _ask_live(self, ids: list[str], result: dict[str, Lookup], offline: dict[str, Paper], seen_absent: set[str]) -> None:
         assert self.client is not None
-        answer = self.client.lookup(ids)
+        controls = [k for k, r in result.items() if r.status == "found"] + [p.id for p in self.background(3)[:3]]
+        answer = self.client.lookup(ids, seen_absent=seen_absent, controls=controls)
         if self.cache:
             self.cache.store(answer.found, answer.absent)
+            self.cache.forget_absent(answer.unproven)
         for key, paper in answer.found.items():
             result[key] = Lookup(status="found", paper=paper, origin="arxiv")
         for key in answer.absent:
-            result[key] = Lookup(status="absent", origin="arxiv", detail="the arXiv API answered twice that it has no paper with this ID")
-        for key, why in answer.failed.items():
+            how = "again (re-confirming an earlier answer)" if key in seen_absent else "twice, spaced, with a control query for a real paper answered in between"
+            result[key] = Lookup(status="absent", origin="arxiv", detail=f"arXiv answered {how} that it has no paper with this ID")
+        for key, why in [*answer.failed.items(), *answer.unproven.items()]:
             if key in offline:
                 result[key] = Lookup(status="found", paper=offline[key], origin="snapshot")
+            elif key in seen_absent:
+                result[key] = Lookup(status="error", origin="cache", detail=f"arXiv said earlier that it has no paper with this ID, and that could not be re-confirmed now ({why})")
             else:
-                result[key] = Lookup(status="error", detail=why)
+                result[key] = Lookup(status="error", origin="arxiv" if key in answer.unproven else None, detail=why)
         if answer.failed and len(answer.failed) == len(ids):
             self._live_failed(next(iter(answer.failed.values())))
 
@@ -169,6 +191,13 @@ class PaperSource:
                 found.setdefault(paper.id, paper)
         return list(found.values())
 
+    def background(self, n: int) -> list[Paper]:
+        """Up to `n` papers to compare a sentence against, so that "similar" has a scale: the
+        snapshot's, or the packaged snapshot's when this source has no snapshot (`--source arxiv`)."""
+        if n not in self._background:
+            self._background[n] = (self.reference or _packaged_snapshot()).sample(n)
+        return self._background[n]
+
     def _by_authors(self, surnames: list[str]) -> list[Paper]:
         if not surnames or self.snapshot is None:
             return []
@@ -224,6 +253,11 @@ class PaperSource:
         return rows
 
 
+@cache
+def _packaged_snapshot() -> Snapshot:
+    return Snapshot.open(None)
+
+
 def open_source(
     mode: SourceMode,
     *,
@@ -236,12 +270,16 @@ def open_source(
     max_retries: int = 3,
     backoff: float = 3.0,
     transport: httpx.BaseTransport | None = None,
+    embedder: Embedder | None = None,
 ) -> PaperSource:
-    """The source chain for `--source auto|snapshot|arxiv`. `cache_path=None` keeps the cache in memory."""
+    """The source chain for `--source auto|snapshot|arxiv`. `cache_path=None` keeps the cache in memory.
+
+    `embedder`: the one the run's settings chose; grounding through this source uses it.
+    """
     if mode not in SOURCE_MODES:
         raise ValueError(f"source {mode!r} is not one of: {', '.join(SOURCE_MODES)}")
     if mode != "arxiv" and snapshot is None:
-        snapshot = Snapshot.open(None)
+        snapshot = Snapshot.open(None)  # in arxiv mode a given snapshot only calibrates grounding
     client = None
     if mode != "snapshot":
         client = ArxivClient(
@@ -249,4 +287,6 @@ def open_source(
             max_retries=max_retries, backoff=backoff, transport=transport,
         )
     cache = LookupCache(cache_path) if mode != "snapshot" else None
-    return PaperSource(mode, snapshot=snapshot, client=client, cache=cache)
+    source = PaperSource(mode, snapshot=snapshot, client=client, cache=cache)
+    source.embedder = embedder
+    return source
