@@ -28,7 +28,11 @@ def evidence(
     assertion: Assertion, claim: Claim, paper: Paper, relevance: float, why: str, *, stance, confidence: float,
     rationale: str, quote: str | None, judged_by: JudgedBy,
 ) -> Evidence:
-    """The Evidence record both analysts return: the paper, its stance and what the stance rests on."""
+    """The Evidence record both analysts return: the paper, its stance and what the stance rests on.
+
+    A "quote" that is only the paper's title is not a finding, so it is not kept as a quote."""
+    if quote is not None and quote.strip().rstrip(".") == paper.title.strip().rstrip("."):
+        quote = None
     return Evidence(
         arxiv_id=paper.id,
         title=paper.title,

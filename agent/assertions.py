@@ -30,7 +30,9 @@ _EXTENDS = re.compile(r"^(?:this|these|that|it|they|the same|both|all)\s+(?:\w+\
                       re.I)
 _SCOPE = re.compile(
     r"\b(?:even\s+(?:when|if|at|with|for)|only\s+(?:when|if|at|for|in)|when(?:ever)?|unless|as\s+long\s+as|"
-    r"provided(?:\s+that)?|across|regardless\s+of|at\s+(?:least|most)|under)\b[^,;.]*",
+    r"provided(?:\s+that)?|across|regardless\s+of|at\s+(?:least|most)|under)\b[^,;.]*"
+    # ... continued by a short list that ends in "and"/"or": "across VAEs, GMMs, and LLMs"
+    r"(?:(?:,\s*\w[\w\s-]{0,30}?)*,?\s+(?:and|or)\s+\w[\w\s-]{0,30}?(?=[,;.]|$))?",
     re.I,
 )
 _LEADING_AS = re.compile(r"^as\s+[^,]+,", re.I)

@@ -78,6 +78,7 @@ class SimulationStance(BaseModel):
 
     key: str  # "simulations.<proposition>"
     proposition: str
+    denies: bool = False  # the assertion states the proposition's negation (the stance is toward the assertion)
     stance: Stance
     detail: str  # the numbers with their intervals, and what was held fixed
 

@@ -29,7 +29,7 @@ def bottom_line(audits: list[ClaimAudit], analysis: SimAnalysis | None) -> str:
     flagged = sum(c.flagged for a in audits for c in a.citations)
     listed = ", ".join(f"{n} {label.replace('_', ' ')}" for label, n in verdicts.most_common())
     literature = (
-        f"Of {len(audits)} claim(s): {listed}. Newer papers retrieved per assertion: {stances['supports']} "
+        f"Of {len(audits)} claim(s): {listed}. Papers retrieved per assertion: {stances['supports']} "
         f"support, {stances['qualifies']} qualify and {stances['contradicts']} contradict the assertion they were "
         f"graded against; {stances['background']} were on topic without taking a position and "
         f"{stances[None]} could not be decided, neither counted as evidence. {flagged} citation(s) in the claims "

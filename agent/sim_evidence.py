@@ -163,8 +163,9 @@ PROPOSITIONS: tuple[Proposition, ...] = (
 
 @dataclass(frozen=True)
 class SimStance:
-    judged: Judged
+    judged: Judged  # the stance toward the assertion
     proposition: str
+    denies: bool  # the assertion negates the proposition, so the lab's finding on it was flipped
     detail: str
 
 
@@ -192,5 +193,5 @@ def simulation_stances(assertion: Assertion, analysis: SimAnalysis | None) -> li
         stance = flip.get(finding.stance, finding.stance) if negated else finding.stance
         key = f"simulations.{proposition.key}"
         out.append(SimStance(Judged(source="simulation", ref=key, stance=stance, newer_than_claim=True),
-                             proposition.statement, finding.detail))
+                             proposition.statement, negated, finding.detail))
     return out

@@ -20,7 +20,9 @@ and none supported; contested when any is contested or refuted; insufficient_evi
 evidence; otherwise partly_supported (some assertions hold, others hold in part or lack evidence).
 
 Durability: durable when the claim is supported by at least two independent sources, at least one of
-them newer than the claim (or a simulation result), and nothing newer contradicts or qualifies it;
+them newer than the claim (or a simulation result), and nothing newer contradicts or qualifies it.
+The claim's own citations are where it came from, not replications, so they do not count toward
+the two;
 perishable when newer work contradicts or qualifies it; unassessed otherwise. Each comes with its reason.
 """
 
@@ -109,7 +111,7 @@ def durability(evidence: list[Judged], label: VerdictLabel) -> tuple[Durability,
     newer_against = [j.ref for j in by["contradicts"] + by["qualifies"] if j.newer_than_claim or j.source == "simulation"]
     if newer_against:
         return "perishable", f"newer evidence contradicts or qualifies it: {', '.join(sorted(set(newer_against)))}"
-    support = by["supports"]
+    support = [j for j in by["supports"] if j.source != "cited"]
     fresh = [j.ref for j in support if j.newer_than_claim or j.source == "simulation"]
     if label == "supported" and len(support) >= 2 and fresh:
         return "durable", (f"supported by {len(support)} independent sources, {len(fresh)} of them newer than the claim "

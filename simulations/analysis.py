@@ -71,7 +71,7 @@ class Estimate(BaseModel):
         return cls(mean=float(values.mean()), ci=(float(lo), float(hi)), median=float(np.median(values)), seeds=len(values))
 
     def text(self, digits: int = 2) -> str:
-        return f"{self.mean:.{digits}f} (95% CI {self.ci[0]:.{digits}f}–{self.ci[1]:.{digits}f})"
+        return f"{self.mean:.{digits}f} (95% CI {self.ci[0]:.{digits}f} to {self.ci[1]:.{digits}f})"
 
 
 class CellEffect(BaseModel):

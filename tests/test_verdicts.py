@@ -67,6 +67,9 @@ def test_durability_needs_independent_newer_support_and_no_newer_dissent():
     state, reason = durability([*supported, j("newer", "qualifies", newer=True)], "partly_supported")
     assert state == "perishable" and "newer" in reason
     assert durability([j("sim.ratio", "supports", source="simulation"), j("old", "supports")], "supported")[0] == "durable"
+    # The claim's own citation is its origin, not a replication.
+    assert durability([j("sim.ratio", "supports", source="simulation"), j("own", "supports", source="cited")],
+                      "supported")[0] == "unassessed"
 
 
 def test_claim_verdict_lists_what_it_rests_on():

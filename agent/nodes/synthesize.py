@@ -51,14 +51,15 @@ def audit_claim(claim: Claim, assertions: list[Assertion], evidence: dict[str, l
         judged = [_judged(e, "literature") for e in found] + [_judged(e, "cited") for e in own] + [s.judged for s in lab]
         verdict = assertion_verdict(judged)
         per_assertion.append((verdict, judged))
-        note = ("the simulation lab tests it: " + "; ".join(s.proposition for s in lab) if lab
+        note = ("it states (or denies) a proposition the simulation lab decides: " + "; ".join(
+                    f"{'denies' if s.denies else 'states'} that {s.proposition}" for s in lab) if lab
                 else "no simulation result bears on it: it states none of the lab's propositions"
                 if analysis is not None else "no simulations were run")
         audited.append(AssertionAudit(
             id=assertion.id, text=assertion.text, scope=assertion.scope, label=verdict.label, rests_on=verdict.rests_on,
             reason=verdict.reason, evidence=found, cited=own,
-            simulation=[SimulationStance(key=s.judged.ref, proposition=s.proposition, stance=s.judged.stance,
-                                         detail=s.detail) for s in lab],
+            simulation=[SimulationStance(key=s.judged.ref, proposition=s.proposition, denies=s.denies,
+                                         stance=s.judged.stance, detail=s.detail) for s in lab],
             simulation_note=note,
         ))
     overall = claim_verdict(per_assertion)
