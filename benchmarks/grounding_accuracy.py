@@ -1,12 +1,26 @@
-"""Citation grounding accuracy on the gold set, offline (snapshot) and live (loopback arXiv server).
+"""Citation grounding accuracy on case files, offline (snapshot) and live (loopback arXiv server).
 
-    python benchmarks/grounding_accuracy.py [--gold PATH] [--mode snapshot|live|both] [--embeddings auto|lexical]
+    python benchmarks/grounding_accuracy.py [--gold PATH ...] [--mode snapshot|live|both]
+                                            [--embeddings auto|minilm|lexical] [--findings shown|hidden]
+                                            [--errors]
+
+Case files are JSON lines with the gold set's fields (`case`, `text`, `arxiv_id`, `expected`, ...);
+the default is the hand-written gold (tests/data/grounding_gold.jsonl) and the generated cases
+(tests/data/citation_cases.jsonl, from benchmarks/citation_cases.py). A case is scored on the
+citation with its `arxiv_id` (the first citation when it has none); `expected_offline`, when
+present, is what the snapshot alone can say. Files with a `split` field are reported per split
+(`dev`: where thresholds were chosen; `heldout`: never looked at while tuning).
 
 Prints per-status precision/recall, accuracy, and the dangerous errors: a real citation called
 nonexistent / not_found / malformed, or a flagged one called grounded. The live run starts the
-loopback Atom server from tests/arxiv_server.py with the snapshot's papers (which hold every gold
-paper) and resolves through the real HTTP client; its clock is simulated, so the 3 s spacing
-costs no wall time.
+loopback Atom server from tests/arxiv_server.py with the snapshot's papers (one version each, so
+cited versions above v1 are "above those listed") plus papers only the live API holds, and
+resolves through the real HTTP client; its clock is simulated, so the 3 s spacing costs no wall time.
+
+`--findings hidden` strips the snapshot's `findings` (our paraphrased key results) from every paper
+the grounding sees. The generated cases restate papers from those findings, so hiding them asks
+what matters for papers we hold only an abstract of, and for sentences that are not copies of what
+we hold: the content must then be recognised as a paraphrase.
 """
 
 from __future__ import annotations
@@ -14,7 +28,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
+from collections import defaultdict
 from datetime import date
 from pathlib import Path
 
@@ -22,26 +38,52 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.arxiv_server import LIVE_ONLY_PAPERS, ArxivServer, SimulatedClock, snapshot_papers  # noqa: E402
+from tools.arxiv_id import canonical  # noqa: E402
 from tools.embeddings import get_embedder  # noqa: E402
 from tools.grounding import CitationCheck, verify_text  # noqa: E402
 from tools.snapshot import Snapshot  # noqa: E402
 from tools.sources import open_source  # noqa: E402
 
-DEFAULT_GOLD = ROOT.parent / "shared" / "data" / "grounding_gold.jsonl"
+DEFAULT_FILES = [ROOT / "tests" / "data" / "grounding_gold.jsonl", ROOT / "tests" / "data" / "citation_cases.jsonl"]
 REAL_CITATION_KILLERS = {"nonexistent", "not_found", "malformed"}
+REAL_PAPER = {"grounded", "wrong_paper", "year_mismatch"}  # expected statuses whose ID is a real paper
+
+Result = tuple[dict, str, CitationCheck | None]  # case, expected status in this mode, check
 
 
-def evaluate(cases: list[dict], source, run_date: date, embedder) -> list[tuple[dict, CitationCheck | None]]:
+def load_cases(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def pick(case: dict, checks: list[CitationCheck]) -> CitationCheck | None:
+    """The check of the case's citation: its ID (canonical), else the first."""
+    if case.get("arxiv_id"):
+        wanted = canonical(case["arxiv_id"])
+        for check in checks:
+            if check.arxiv_id in (wanted, case["arxiv_id"]):
+                return check
+    return checks[0] if checks else None
+
+
+def evaluate(cases: list[dict], source, run_date: date, embedder, offline: bool) -> list[Result]:
     results = []
     for case in cases:
         checks = verify_text(case["text"], source, run_date=run_date, embedder=embedder)
-        results.append((case, checks[0] if checks else None))
+        expected = case.get("expected_offline", case["expected"]) if offline else case["expected"]
+        results.append((case, expected, pick(case, checks)))
     return results
 
 
-def report(label: str, results: list[tuple[dict, CitationCheck | None]], seconds: float) -> int:
-    truth = [c["expected"] for c, _ in results]
-    predicted = [check.status if check else "missed" for _, check in results]
+def is_dangerous(case: dict, expected: str, check: CitationCheck | None) -> bool:
+    if check is None:
+        return False
+    real = case["expected"] in REAL_PAPER
+    return (real and check.status in REAL_CITATION_KILLERS) or (expected != "grounded" and check.status == "grounded")
+
+
+def report(label: str, results: list[Result], seconds: float, *, show_errors: bool) -> dict:
+    truth = [expected for _, expected, _ in results]
+    predicted = [check.status if check else "missed" for _, _, check in results]
     print(f"\n== {label}: {len(results)} cases, {seconds:.1f}s")
     print(f"{'status':<14}{'precision':>10}{'recall':>8}{'n':>5}")
     for status in sorted(set(truth) | set(predicted)):
@@ -50,41 +92,77 @@ def report(label: str, results: list[tuple[dict, CitationCheck | None]], seconds
         precision = f"{tp / n_pred:.2f}" if n_pred else "-"
         recall = f"{tp / n_true:.2f}" if n_true else "-"
         print(f"{status:<14}{precision:>10}{recall:>8}{n_true:>5}")
-    accuracy = sum(t == p for t, p in zip(truth, predicted)) / len(results)
-    dangerous = [
-        (c, check) for c, check in results
-        if (c["expected"] == "grounded" and check and check.status in REAL_CITATION_KILLERS)
-        or (c["expected"] != "grounded" and check and check.status == "grounded")
-    ]
+    accuracy = sum(t == p for t, p in zip(truth, predicted)) / len(results) if results else 0.0
+    dangerous = [(c, check) for c, e, check in results if is_dangerous(c, e, check)]
     print(f"accuracy {accuracy:.3f}   dangerous errors {len(dangerous)}")
-    for case, check in results:
-        status = check.status if check else "missed"
-        if status != case["expected"]:
-            print(f"  case {case['case']}: expected {case['expected']}, got {status}: {check.reason if check else ''}")
-    return len(dangerous)
+    if show_errors:
+        for case, expected, check in results:
+            status = check.status if check else "missed"
+            if status != expected:
+                flag = " DANGEROUS" if is_dangerous(case, expected, check) else ""
+                print(f"  case {case['case']} [{case.get('shape', '')}]: expected {expected}, got {status}{flag}: {case['text'][:160]!r}")
+                print(f"      {check.reason if check else ''}")
+    return {"accuracy": accuracy, "dangerous": len(dangerous), "n": len(results)}
+
+
+def report_file(label: str, results: list[Result], seconds: float, show_errors: bool) -> dict[str, dict]:
+    by_split: dict[str, list[Result]] = defaultdict(list)
+    for result in results:
+        by_split[result[0].get("split", "all")].append(result)
+    figures = {}
+    for split in sorted(by_split, key=lambda s: {"dev": 0, "heldout": 1}.get(s, 2)):
+        name = f"{label}" if split == "all" else f"{label} [{split}]"
+        figures[split] = report(name, by_split[split], seconds * len(by_split[split]) / len(results), show_errors=show_errors)
+    return figures
+
+
+def open_snapshot(findings: str) -> Snapshot:
+    if findings == "shown":
+        return Snapshot.open(None)
+    packaged = ROOT / "tools" / "data" / "arxiv_snapshot.jsonl"
+    records = [json.loads(line) for line in packaged.read_text(encoding="utf-8").splitlines() if line.strip()]
+    with tempfile.TemporaryDirectory() as folder:
+        stripped = Path(folder) / "snapshot.jsonl"
+        stripped.write_text("".join(json.dumps({**r, "findings": []}) + "\n" for r in records), encoding="utf-8")
+        return Snapshot.open(None, packaged=stripped)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gold", type=Path, default=DEFAULT_GOLD)
+    parser.add_argument("--gold", type=Path, action="append", help="a case file (repeatable); default: gold + generated cases")
     parser.add_argument("--mode", choices=("snapshot", "live", "both"), default="both")
     parser.add_argument("--embeddings", choices=("auto", "minilm", "lexical"), default="auto")
+    parser.add_argument("--run-date", type=date.fromisoformat, default=None, help="default: today")
+    parser.add_argument("--findings", choices=("shown", "hidden"), default="shown", help="hidden: ground without the snapshot's findings")
+    parser.add_argument("--errors", action="store_true", help="print every case scored wrong, with the reason")
     args = parser.parse_args()
-    cases = [json.loads(line) for line in args.gold.read_text().splitlines() if line.strip()]
-    run_date = date.today()
+    files = args.gold or [f for f in DEFAULT_FILES if f.exists()]
+    run_date = args.run_date or date.today()
     embedder = get_embedder(args.embeddings)
-    print(f"gold: {args.gold} ({len(cases)} cases), run date {run_date}, embeddings {embedder.name}")
-    if args.mode in ("snapshot", "both"):
-        source = open_source("snapshot", cache_path=None, snapshot=Snapshot.open(None))
-        started = time.perf_counter()
-        report("offline (snapshot)", evaluate(cases, source, run_date, embedder), time.perf_counter() - started)
-    if args.mode in ("live", "both"):
-        clock = SimulatedClock()
-        with ArxivServer(snapshot_papers() + LIVE_ONLY_PAPERS, clock=clock) as server:
-            source = open_source("arxiv", arxiv_url=server.url, cache_path=None, clock=clock)
+    print(f"run date {run_date}, embeddings {embedder.name}, findings {args.findings}")
+    summary = []
+    for path in files:
+        cases = load_cases(path)
+        print(f"\n### {path} ({len(cases)} cases)")
+        if args.mode in ("snapshot", "both"):
+            source = open_source("snapshot", cache_path=None, snapshot=open_snapshot(args.findings))
             started = time.perf_counter()
-            results = evaluate(cases, source, run_date, embedder)
-            report(f"live (loopback arXiv, {len(server.requests)} requests)", results, time.perf_counter() - started)
+            results = evaluate(cases, source, run_date, embedder, offline=True)
+            for split, fig in report_file(f"{path.name} offline (snapshot)", results, time.perf_counter() - started, args.errors).items():
+                summary.append((path.name, "offline", split, fig))
+        if args.mode in ("live", "both"):
+            clock = SimulatedClock()
+            with ArxivServer(snapshot_papers() + LIVE_ONLY_PAPERS, clock=clock, lifetime=3600) as server:
+                # in arxiv mode the snapshot only calibrates similarity; every answer comes from the server
+                source = open_source("arxiv", arxiv_url=server.url, cache_path=None, clock=clock, snapshot=open_snapshot(args.findings))
+                started = time.perf_counter()
+                results = evaluate(cases, source, run_date, embedder, offline=False)
+                label = f"{path.name} live (loopback arXiv, {len(server.requests)} requests)"
+                for split, fig in report_file(label, results, time.perf_counter() - started, args.errors).items():
+                    summary.append((path.name, "live", split, fig))
+    print("\n== summary")
+    for name, mode, split, fig in summary:
+        print(f"{name:<28}{mode:<9}{split:<9}n={fig['n']:<5} accuracy {fig['accuracy']:.3f}  dangerous {fig['dangerous']}")
 
 
 if __name__ == "__main__":

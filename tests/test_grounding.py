@@ -1,6 +1,8 @@
-"""Grounding verdicts: the gold set offline and live, the default inquiry, and `verify-citations`.
+"""Grounding verdicts: the gold set and generated cases offline and live, the default inquiry, an
+LLM-style answer to it, the fit rules one by one, and `verify-citations`.
 
-The lexical embedder keeps these fast; benchmarks/grounding_accuracy.py measures with MiniLM.
+The lexical embedder keeps these fast; benchmarks/grounding_accuracy.py measures with MiniLM too.
+Every case file lives in tests/data, so a clone of this repository alone runs them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pytest
 
 from tests.arxiv_server import LIVE_ONLY_PAPERS, ArxivServer, SimulatedClock, snapshot_papers
 from tests.subprocess_cli import run_cli
+from tools.arxiv_id import canonical
 from tools.embeddings import get_embedder
 from tools.grounding import CitationCheck, summarize, verify_text
 from tools.snapshot import Snapshot
@@ -21,8 +24,11 @@ from tools.sources import open_source
 
 RUN_DATE = date(2026, 11, 24)
 ROOT = Path(__file__).resolve().parents[1]
-GOLD = ROOT.parent / "shared" / "data" / "grounding_gold.jsonl"
+DATA = ROOT / "tests" / "data"
+GOLD = DATA / "grounding_gold.jsonl"  # a copy of ../shared/data/grounding_gold.jsonl
+CASES = DATA / "citation_cases.jsonl"  # benchmarks/citation_cases.py
 REAL_KILLERS = {"nonexistent", "not_found", "malformed"}
+REAL = {"grounded", "wrong_paper", "year_mismatch"}
 
 
 @pytest.fixture(scope="module")
@@ -40,24 +46,31 @@ def check(text: str, source) -> CitationCheck:
     return result
 
 
-def gold_cases() -> list[dict]:
-    if not GOLD.exists():
-        pytest.skip(f"gold set not present at {GOLD}")
-    return [json.loads(line) for line in GOLD.read_text().splitlines() if line.strip()]
+def load(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def score(cases: list[dict], source) -> tuple[float, list[tuple[int, str, str]]]:
-    results = [(case, check(case["text"], source)) for case in cases]
-    accuracy = sum(case["expected"] == got.status for case, got in results) / len(results)
+def pick(case: dict, checks: list[CitationCheck]) -> CitationCheck:
+    wanted = canonical(case["arxiv_id"]) if case.get("arxiv_id") else None
+    return next((c for c in checks if wanted and c.arxiv_id in (wanted, case["arxiv_id"])), checks[0])
+
+
+def score(cases: list[dict], source, *, offline: bool = True) -> tuple[float, list[tuple]]:
+    results = []
+    for case in cases:
+        got = pick(case, verify_text(case["text"], source, run_date=RUN_DATE, embedder=get_embedder("lexical")))
+        expected = case.get("expected_offline", case["expected"]) if offline else case["expected"]
+        results.append((case, expected, got))
+    accuracy = sum(expected == got.status for _, expected, got in results) / len(results)
     dangerous = [
-        (case["case"], case["expected"], got.status) for case, got in results
-        if (case["expected"] == "grounded" and got.status in REAL_KILLERS) or (case["expected"] != "grounded" and got.status == "grounded")
+        (case["case"], expected, got.status) for case, expected, got in results
+        if (case["expected"] in REAL and got.status in REAL_KILLERS) or (expected != "grounded" and got.status == "grounded")
     ]
     return accuracy, dangerous
 
 
 def test_gold_set_offline(offline) -> None:
-    accuracy, dangerous = score(gold_cases(), offline)
+    accuracy, dangerous = score(load(GOLD), offline)
     assert dangerous == [] and accuracy >= 0.98
 
 
@@ -65,9 +78,33 @@ def test_gold_set_live_through_the_loopback_api() -> None:
     clock = SimulatedClock()
     with ArxivServer(snapshot_papers() + LIVE_ONLY_PAPERS, clock=clock) as server:
         source = open_source("arxiv", arxiv_url=server.url, cache_path=None, clock=clock)
-        accuracy, dangerous = score(gold_cases(), source)
+        accuracy, dangerous = score(load(GOLD), source, offline=False)
         assert dangerous == [] and accuracy >= 0.98
         assert all(len(r.ids) <= 100 for r in server.requests)
+
+
+def test_generated_held_out_cases_offline(offline) -> None:
+    # thresholds were chosen on the dev half (benchmarks/citation_cases.py); this is the other half
+    held_out = [c for c in load(CASES) if c["split"] == "heldout"]
+    assert len(held_out) >= 150
+    accuracy, dangerous = score(held_out, offline)
+    assert dangerous == [] and accuracy >= 0.98
+
+
+def test_generated_cases_live_sample() -> None:
+    # a spread of shapes through the real HTTP client: versions above those listed, live-only papers, fabrications
+    cases = [c for c in load(CASES) if c["split"] == "heldout"][::4]
+    clock = SimulatedClock()
+    with ArxivServer(snapshot_papers() + LIVE_ONLY_PAPERS, clock=clock, lifetime=600) as server:
+        source = open_source("arxiv", arxiv_url=server.url, cache_path=None, clock=clock)
+        accuracy, dangerous = score(cases, source, offline=False)
+        assert dangerous == [] and accuracy >= 0.95
+
+
+def test_an_llm_style_answer_to_the_default_inquiry(offline) -> None:
+    labels = json.loads((DATA / "inquiry_answer_labels.json").read_text())
+    checks = verify_text((DATA / "inquiry_answer.md").read_text(), offline, run_date=RUN_DATE, embedder=get_embedder("lexical"))
+    assert [[c.line, c.arxiv_id, c.status] for c in checks] == labels["offline"]
 
 
 def test_wrong_paper_names_the_paper_meant(offline) -> None:
@@ -91,7 +128,7 @@ def test_same_authors_other_paper_by_its_restated_title(offline) -> None:
     # Dohmatob et al. wrote both 2402.07043 and 2410.04840; the sentence restates the former's title
     result = check("Dohmatob et al. (2024) show model collapse appears as a change of scaling laws when the tails are cut (arXiv:2410.04840).", offline)
     assert (result.status, result.suggested_id) == ("wrong_paper", "2402.07043")
-    assert "restates the title" in result.reason
+    assert "restates 2402.07043" in result.reason and "share authors" in result.reason
 
 
 def test_year_range_and_two_year_rule(offline) -> None:
@@ -116,8 +153,69 @@ def test_every_non_grounded_verdict_has_a_reason(offline) -> None:
     assert summary["coverage"] == 0.5 and summary["nonexistent"] == 1 and summary["grounded"] == 0
 
 
+def test_two_citations_in_one_sentence_keep_their_own_names(offline) -> None:
+    text = "ToolFlow (arXiv:2410.18447) and Magpie (arXiv:2406.08464) both synthesize training data with LLMs."
+    assert [c.status for c in verify_text(text, offline, run_date=RUN_DATE, embedder=get_embedder("lexical"))] == ["grounded", "grounded"]
+    joint = "Tool-calling dialogues and alignment data can both be synthesized by LLMs (ToolFlow, Magpie; arXiv:2410.18447; arXiv:2406.08464)."
+    assert [c.status for c in verify_text(joint, offline, run_date=RUN_DATE, embedder=get_embedder("lexical"))] == ["grounded", "grounded"]
+    # ... while a name next to one citation still counts against it when it is another paper's
+    wrong = "ToolFlow (arXiv:2406.18518) plans coherent multi-turn tool dialogues, and Magpie (arXiv:2406.08464) prompts aligned LLMs with only the template."
+    first, second = verify_text(wrong, offline, run_date=RUN_DATE, embedder=get_embedder("lexical"))
+    assert (first.status, first.suggested_id, second.status) == ("wrong_paper", "2410.18447", "grounded")
+
+
+def test_a_paper_the_sentence_does_not_describe_is_flagged_without_a_better_candidate(offline) -> None:
+    # the right year and a real ID are not a fit: residual networks are not in the snapshot to suggest
+    result = check("Residual connections make very deep image classifiers trainable (2023, arXiv:2305.17493).", offline)
+    assert (result.status, result.suggested_id) == ("wrong_paper", None) and "does not describe" in result.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'Shumailov et al. (2023), "Synthetic Feedback Loops Erase Rare Knowledge", arXiv:2305.17493.',
+        "See Shumailov et al., *Recursive Distillation Under Entropy Floors* (2023, arXiv:2305.17493).",
+        "@article{s23, title={Generative Echo Chambers in Large Language Models}, author={Shumailov, Ilia and Shumaylov, Zakhar},"
+        " year={2023}, eprint={2305.17493}, archivePrefix={arXiv}}",
+    ],
+)
+def test_an_invented_title_is_evidence_against_a_real_id_with_real_authors(offline, text) -> None:
+    result = check(text, offline)
+    assert result.status == "wrong_paper" and "is not its title" in result.reason
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Recursive training makes models forget the tails (Shumailov et al., 2023, doi:10.48550/arXiv.2305.17493).",
+        "Recursive training makes models forget the tails (https://doi.org/10.48550/arXiv.2305.17493v2).",
+        "@misc{shumailov2023curse, title={The Curse of Recursion: Training on Generated Data Makes Models Forget},"
+        " author={Ilia Shumailov and Zakhar Shumaylov}, year={2023}, doi={10.48550/ARXIV.2305.17493}, publisher={arXiv}}",
+        "@article{dblp, title={The Curse of Recursion}, author={Shumailov, Ilia}, journal={CoRR}, volume={abs/2305.17493}, year={2023}}",
+    ],
+)
+def test_the_arxiv_doi_and_dblp_forms_are_read(offline, text) -> None:
+    result = check(text, offline)
+    assert (result.arxiv_id, result.status) == ("2305.17493", "grounded")
+
+
+def test_grounding_uses_the_embedder_the_settings_chose(tmp_path) -> None:
+    # COLLAPSE_AUDIT_EMBEDDINGS=lexical: the run's grounding never loads MiniLM
+    code = (
+        "import sys; from datetime import date; from agent.services import services_for; from agent.state import RunConfig; "
+        "from tools.grounding import verify_text; "
+        "run = RunConfig(run_id='t', run_date=date(2026, 11, 24), source='snapshot', arxiv_url='http://127.0.0.1:9/api/query', out_dir='.'); "
+        "s = services_for(run); [c] = verify_text('Tails vanish (Shumailov et al., 2023, arXiv:2305.17493).', s.source, run_date=run.run_date); "
+        "print(c.status, s.source.embedder.name, 'sentence_transformers' in sys.modules)"
+    )
+    env = {**__import__("os").environ, "COLLAPSE_AUDIT_HOME": str(tmp_path), "COLLAPSE_AUDIT_EMBEDDINGS": "lexical"}
+    result = subprocess.run([__import__("sys").executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert result.stdout.split() == ["grounded", "lexical", "False"], result.stderr
+
+
 def test_default_inquiry(offline) -> None:
-    checks = verify_text((ROOT / "prompts" / "inquiry.md").read_text(), offline, run_date=RUN_DATE, embedder=get_embedder("lexical"))
+    # MiniLM, the default: the inquiry's claims paraphrase their papers loosely, beyond shared words
+    checks = verify_text((ROOT / "prompts" / "inquiry.md").read_text(), offline, run_date=RUN_DATE, embedder=get_embedder("minilm"))
     statuses = [(c.arxiv_id, c.stated_year, c.status) for c in checks]
     assert (None, 2024, "no_id") in statuses
     assert all(status == "grounded" for arxiv_id, _, status in statuses if arxiv_id)

@@ -34,6 +34,7 @@ from typing import Protocol
 import httpx
 from lxml import etree
 
+from tools.arxiv_id import parse as parse_arxiv_id
 from tools.papers import Paper
 
 DEFAULT_ARXIV_URL = "https://export.arxiv.org/api/query"
@@ -45,7 +46,6 @@ DEFAULT_CONTROLS = ("1706.03762", "2305.17493")  # papers that exist, for contro
 ATOM = "{http://www.w3.org/2005/Atom}"
 ARXIV = "{http://arxiv.org/schemas/atom}"
 OPENSEARCH = "{http://a9.com/-/spec/opensearch/1.1/}"
-_VERSIONED = re.compile(r"^(?P<id>.+?)v(?P<v>[1-9]\d*)$")
 
 
 class Clock(Protocol):
@@ -352,9 +352,8 @@ def parse_feed(body: bytes) -> Feed:
 
 
 def _entry_paper(entry: etree._Element, entry_id: str, title: str) -> Paper:
-    short = re.sub(r"^https?://arxiv\.org/abs/", "", entry_id)
-    versioned = _VERSIONED.match(short)
-    arxiv_id, versions = (versioned["id"], int(versioned["v"])) if versioned else (short, None)
+    parsed = parse_arxiv_id(entry_id)  # "http://arxiv.org/abs/2305.17493v3": the latest version
+    arxiv_id, versions = (parsed.canonical, parsed.version) if parsed else (re.sub(r"^https?://arxiv\.org/abs/", "", entry_id), None)
     published = _date(entry.findtext(f"{ATOM}published"))
     primary = entry.find(f"{ARXIV}primary_category")
     return Paper(

@@ -68,7 +68,8 @@ OLD_ID = re.compile(
 )
 # Prefixes that may stand before an identifier; stripped by `parse`.
 _PREFIX = re.compile(
-    r"^(?:(?:https?://)?(?:dx\.)?doi\.org/|doi:\s*)?10\.48550/arxiv\.|^arxiv\s*[:.]?\s*|^(?:https?://)?(?:www\.|export\.)?arxiv\.org/(?:abs|pdf|html)/|^corr\s+abs/",
+    r"^(?:(?:https?://)?(?:dx\.)?doi\.org/|doi:\s*)?10\.48550/arxiv\.|^(?:https?://)?(?:www\.|export\.)?arxiv\.org/(?:abs|pdf|html)/"
+    r"|^arxiv\s*[:.]?\s*|^corr\s+abs/",
     re.IGNORECASE,
 )
 

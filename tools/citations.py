@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 
 from pydantic import BaseModel
 
@@ -30,9 +31,20 @@ _AUTHOR_YEAR = re.compile(
     rf"(?P<etal>\s+et\s+al\.?)?\s*(?:\(|,)\s*(?:19[5-9]\d|20[0-4]\d)"
 )
 _AUTHORS_ET_AL = re.compile(rf"(?P<names>{_NAME}(?:\s+{_NAME})?)(?P<etal>\s+et\s+al\b)")
+# "Pasarkar & Dieng, arXiv preprint ...", "Bakshi and Chakraborty, “Title” ...": a reference that opens with its authors.
+_AUTHORS_LEAD = re.compile(
+    rf"^\s*(?P<names>{_NAME}(?:\s*,\s*{_NAME})*(?:\s*,?\s*(?:&|and)\s+{_NAME}))(?P<etal>)(?=\s*[,.]\s*(?:arxiv|preprint|[\"“*_]|\(?(?:19|20)\d\d))",
+    re.IGNORECASE,
+)
+# APA references: "Shumailov, I., Shumaylov, Z., & Anderson, R. (2023). The curse of recursion: ... arXiv ..."
+_APA = re.compile(
+    r"^\s*(?P<authors>(?:[^\W\d_][\w'’-]+(?:\s[^\W\d_][\w'’-]+)*,\s(?:[A-Z]\.(?:\s?-?[A-Z]\.)*)(?:,\s|,?\s&\s|\s)?)+(?:…\s*|\.\.\.\s*)?(?:[^\W\d_][\w'’-]+,\s(?:[A-Z]\.\s?)+)?(?:et al\.\s*)?)"
+    r"\((?P<year>(?:19|20)\d\d)[a-z]?\)\.\s+(?P<title>.+?[.?!])(?=\s|$)"
+)
 _AUTHORS_COLLEAGUES = re.compile(rf"(?P<names>{_NAME}(?:\s+{_NAME})?)(?P<etal>\s+and\s+(?:colleagues|coauthors|co-authors)\b)")
 _QUOTED = re.compile(r"“([^”]{3,})”|\"([^\"]{3,})\"|‘([^’]{3,})’|(?<![\w])'([^']{3,}?)'(?![\w])")
-_EMPHASIS = re.compile(r"(?<![*\w])\*\*([^*]{6,}?)\*\*(?![*\w])|(?<![*\w])\*([^*\s][^*]{4,}?)\*(?![*\w])|(?<![_\w])_([^_\s][^_]{4,}?)_(?![_\w])")
+# Italics (the convention for titles); bold marks headings and lead-ins, not titles.
+_EMPHASIS = re.compile(r"(?<![*\w])\*([^*\s][^*]{4,}?)\*(?![*\w])|(?<![_\w])_([^_\s][^_]{4,}?)_(?![_\w])")
 _LINK = re.compile(r"\[(?P<text>[^\]]{3,})\]\((?P<url>[^)\s]+)\)")
 _TITLE_CUE = re.compile(r"(?:\btitled|\bentitled|\bpaper|\bin|\bwork|\bstudy|\bpreprint|\bthe)\s*[:,]?\s*$", re.IGNORECASE)
 _NOT_NAMES = frozenset(
@@ -62,6 +74,7 @@ class Citation(BaseModel):
     stated_year: int | None = None
     stated_years: str | None = None  # a stated range as written, e.g. "2024–2025"
     authors_named: list[str] = []  # surnames the writer attributes this work to
+    author_guesses: list[str] = []  # a lone capitalised word before a year ("Peterson (2024)"): an author, or a system's name
     claimed_title: str | None = None  # a quoted, italic, link-text or BibTeX title given for this paper
     title_source: str | None = None  # "quoted", "emphasis", "link", "bibtex"
     named_terms: list[str] = []  # system names and short quoted phrases next to this citation
@@ -94,7 +107,7 @@ def extract_citations(text: str) -> list[Citation]:
         body = _MARKUP.sub("", line)
         if table_row:
             body = re.sub(r"\s*\|\s*", " ; ", body).strip(" ;")
-        for sentence in split_sentences(body):
+        for sentence in [body] if _APA.match(body) else split_sentences(body):
             citations.extend(_sentence_citations(sentence, line_number, citing=table_row))
     return sorted(citations, key=lambda c: c.line)
 
@@ -103,12 +116,22 @@ def split_sentences(text: str) -> list[str]:
     """Split a line into sentences without breaking at 'et al.', 'e.g.' or initials."""
     sentences, start = [], 0
     for match in _SENTENCE_END.finditer(text):
-        if _NO_SPLIT_BEFORE.search(text[start : match.start()]):
+        if _NO_SPLIT_BEFORE.search(text[start : match.start()]) or _inside_span(text[start : match.start()]):
             continue
         sentences.append(text[start : match.start()].strip())
         start = match.end()
     sentences.append(text[start:].strip())
     return [s for s in sentences if s]
+
+
+def _inside_span(text: str) -> bool:
+    """An open bracket, italics or quotation at the end of `text`: a title such as *Collapse or
+    Thrive? Perils and ...* or "Is Model Collapse Inevitable? ..." goes on past its "?"."""
+    if text.count("(") > text.count(")") or text.count("[") > text.count("]"):
+        return True
+    if text.count("“") > text.count("”") or text.count('"') % 2:
+        return True
+    return len(re.findall(r"(?<![*\w])\*(?=\S)|(?<=\S)\*(?![*\w])", text)) % 2 == 1
 
 
 # --- one sentence --------------------------------------------------------------------------------
@@ -172,7 +195,7 @@ def _sentence_citations(sentence: str, line: int, *, citing: bool = False) -> li
                 version=parsed.version if parsed else None, context=sentence, description=description,
                 stated_year=int(year_item.value[:4]) if year_item else None,
                 stated_years=year_item.value if year_item and len(year_item.value) > 4 else None,
-                authors_named=_values(mine.get("author", [])),
+                authors_named=_values(mine.get("author", [])), author_guesses=_values(mine.get("author_guess", [])),
                 claimed_title=title.value if title else None, title_source=title.source if title else None,
                 named_terms=_values(mine.get("term", [])) + [t.value for t in titles if t is not title],
                 shared_terms=_values(common.get("term", []) + common.get("title", [])),
@@ -350,13 +373,30 @@ def _items(sentence: str, masked: str) -> list[_Item]:
     for match in _YEAR.finditer(masked):
         items.append(_Item(kind="year", value=match.group(0), start=match.start(), end=match.end()))
     names: set[str] = set()
-    for pattern in (_AUTHOR_YEAR, _AUTHORS_ET_AL, _AUTHORS_COLLEAGUES):
+    if apa := _APA.match(masked):
+        for surname in re.finditer(r"([^\W\d_][\w'’-]+(?:\s[^\W\d_][\w'’-]+)*),\s[A-Z]\.", apa["authors"]):
+            name = surname.group(1).split()[-1]
+            items.append(_Item(kind="author", value=name, start=surname.start(1), end=surname.end(1)))
+            names.add(name)
+    for match in _AUTHOR_YEAR.finditer(masked):
+        # "Peterson (2024)" or "Magpie (2024)": one word before a year may be an author or a system;
+        # grounding decides, from who wrote what
+        single = _clean_names(match, True)
+        if len(single) == 1 and not match["etal"] and not _clean_names(match, False) and not any(c.isupper() for c in single[0][0][1:]):
+            name, start = single[0]
+            items.append(_Item(kind="author_guess", value=name, start=start, end=start + len(name)))
+    for pattern in (_AUTHOR_YEAR, _AUTHORS_ET_AL, _AUTHORS_COLLEAGUES, _AUTHORS_LEAD):
         for match in pattern.finditer(masked):
-            for name, start in _clean_names(match, bool(match["etal"])):
+            found = _clean_names(match, bool(match["etal"]) or pattern is _AUTHORS_LEAD)
+            if pattern is _AUTHORS_LEAD and any(c.isupper() for name, _ in found for c in name[1:]):
+                continue  # "ToolFlow and Magpie, arXiv ..." names systems, not people
+            for name, start in found:
                 if not any(i.kind == "author" and i.start == start for i in items):
                     items.append(_Item(kind="author", value=name, start=start, end=start + len(name)))
                     names.add(name)
     titles = _titles(sentence, masked)
+    if apa and not any(t.source in ("quoted", "emphasis") for t in titles):
+        titles.append(_Item(kind="title", value=apa["title"].rstrip("."), start=apa.start("title"), end=apa.end("title"), source="reference"))
     items += titles
     title_spans = [(t.start, t.end) for t in titles]
     quoted_spans = []
@@ -377,8 +417,9 @@ def _titles(sentence: str, masked: str) -> list[_Item]:
     found: list[_Item] = []
     for match in _QUOTED.finditer(masked):
         group_index = next(i for i, g in enumerate(match.groups(), start=1) if g)
-        phrase = match.group(group_index).strip().rstrip(",.")
-        cue = bool(_TITLE_CUE.search(masked[: match.start()]))
+        raw = match.group(group_index).strip()
+        phrase = raw.rstrip(",.")
+        cue = bool(_TITLE_CUE.search(masked[: match.start()])) or raw.endswith((",", "."))  # “Title,” as references write it
         if len(phrase.split()) >= 3 and (_title_cased(phrase) or (cue and len(phrase.split()) >= 4)):
             found.append(_Item(kind="title", value=phrase, start=match.start(), end=match.end(), source="quoted"))
     for match in _EMPHASIS.finditer(masked):
@@ -564,6 +605,7 @@ def _bib_surname(author: str) -> str:
     return author.split(",")[0].strip().split()[-1] if "," in author else (author.split()[-1] if author.split() else "")
 
 
+@lru_cache(maxsize=16_384)
 def fold(text: str) -> str:
     """Lower case without accents, for comparing names and titles."""
     return "".join(c for c in unicodedata.normalize("NFKD", text.casefold()) if not unicodedata.combining(c))

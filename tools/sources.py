@@ -70,6 +70,7 @@ class PaperSource:
         self._author_index: dict[str, list[str]] | None = None
         self._background: dict[int, list[Paper]] = {}
         self.embedder: Embedder | None = None  # the embedder the run chose; grounding uses it
+        self.grounding: dict[str, object] = {}  # tools.grounding's state for this source: one judge per embedder
         self._probe_lock = threading.Lock()  # the agent's worker threads share one source: probe once
 
     # --- lookups ---------------------------------------------------------------------------------
