@@ -34,6 +34,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -77,6 +78,7 @@ RARE_TERM_PAPERS = 3  # a term names a system only when few titles contain it
 RARE_WORD_SHARE = 0.02  # ... and one of its words is in at most this share of background papers
 SPECIFIC_SHARE = 0.25  # a word in at most this share of background papers is specific ('sparsity', not 'data')
 BACKGROUND_SIZE = 400  # papers whose similarity calibrates `z`
+CANDIDATES = 20  # background papers that fit the sentence best are weighed as the paper meant
 _STOP_WORDS = frozenset(
     "a an and are as at be been by can could do does for from has have how in into is it its not of on or our "
     "that the their them these they this those to too via was we were what when where which who why will with "
@@ -257,7 +259,8 @@ class _Judge:
         self._embedder = embedder
         self._lock = threading.RLock()  # the agent's worker threads share one source, so one judge
         self._background: list[Paper] | None = None
-        self._background_matrix: tuple[np.ndarray, np.ndarray] | None = None  # passage vectors, owner index
+        self._background_matrix: tuple[np.ndarray, np.ndarray] | None = None  # passage vectors, each paper's first row
+        self._last_sims: tuple[bytes, np.ndarray] | None = None
         self._passages: dict[str, np.ndarray] = {}
         self._by_id: dict[str, Paper] | None = None
         self._frequency: dict[str, int] | None = None
@@ -328,6 +331,12 @@ class _Judge:
             named = sorted((f for f in fits if f.terms_held and not f.contradicted), key=lambda f: (not any(_names_paper(t, f.paper) for t in f.terms_held), -f.score))
             meant = named[0] if named else None
             return "wrong_paper", f"{it}, but the sentence names {', '.join(cited.terms_missing)}, which it never mentions{self._pointer(meant)}", _id(meant)
+        if cited.outnamed:
+            # the sentence's names are another paper's own, which it restates at least as well
+            owners = [f for f in fits if set(f.named_by) & set(cited.terms_held) and not f.contradicted and f.z_whole >= cited.z_whole]
+            if owners:
+                owner = max(owners, key=lambda f: f.score)
+                return "wrong_paper", f"{it}; it mentions {', '.join(owner.named_by)}, but that is {owner.paper.id} ({owner.paper.title!r}, {owner.paper.year}), which the sentence describes", owner.paper.id
         if content:
             # jointly cited papers explain the sentence together: a rival must beat the best of them
             # (whole-sentence fits: a paper matching one generic clause is not the paper meant)
@@ -398,12 +407,32 @@ class _Judge:
     def _query(self, citation: Citation) -> str:
         return " ".join([citation.claimed_title or "", *citation.named_terms, citation.description])
 
+    def _sentence(self, citation: Citation) -> tuple[str, list[str], np.ndarray]:
+        text = _content_text(citation)
+        parts = _parts(text, citation)
+        return text, parts, self.embedder.encode(parts)
+
     def _candidates(self, citation: Citation, query: str, exclude: set[str]) -> list[Paper]:
-        found = {p.id: p for p in self.background() if p.id not in exclude}
-        for paper in self.source.candidates(query, citation.authors_named):
-            if paper.id not in exclude:
+        """Papers the sentence may describe: the background papers it fits best, those carrying its
+        names or a title like the one it gives, and what the source finds for its words and authors."""
+        _, _, vectors = self._sentence(citation)
+        papers = self.background()
+        found: dict[str, Paper] = {}
+        if papers:
+            per_paper = self._background_sims(vectors)
+            mean, spread = self._calibration(vectors, exclude)
+            zs = ((per_paper - mean) / spread).max(axis=1)
+            for index in np.argsort(-zs)[:CANDIDATES]:
+                found[papers[index].id] = papers[index]
+        names = [*citation.named_terms, *citation.shared_terms]
+        for paper in papers:
+            if names and any(_term_in(t, fold(paper.title)) or (_coined(t) and _term_in(t, fold(paper.text()))) for t in names):
                 found.setdefault(paper.id, paper)
-        return list(found.values())
+            elif citation.claimed_title and _title_similarity(citation.claimed_title, paper.title) >= TITLE_CONFLICT:
+                found.setdefault(paper.id, paper)
+        for paper in self.source.candidates(query, citation.authors_named):
+            found.setdefault(paper.id, paper)
+        return [p for p in found.values() if p.id not in exclude]
 
     def _assess(self, citation: Citation, paper: Paper, candidates: list[Paper]) -> tuple[Fit, list[Fit], bool]:
         """Fits of the cited paper and every candidate; whether the sentence has content to judge.
@@ -413,15 +442,15 @@ class _Judge:
         with talk about the field ("... as synthetic data crowds out rare patterns") is judged on the
         part that says what the paper found. A paper's fit is its best part's.
         """
-        text = _content_text(citation)
+        text, parts, vectors = self._sentence(citation)
         content = len(_content_words(text, citation)) >= CONTENT_WORDS
-        parts = _parts(text, citation)
-        vectors = self.embedder.encode(parts)
         mean, spread = self._calibration(vectors, exclude={paper.id, *citation.cited_with})
         papers = [paper, *candidates]
         self._encode_papers(papers)
-        terms = self._distinctive_terms(citation.named_terms, papers)
-        shared = self._distinctive_terms(citation.shared_terms, papers)
+        universe = list({p.id: p for p in [*self.background(), *papers]}.values())  # what a name may name
+        terms = self._distinctive_terms(citation.named_terms, universe)
+        shared = self._distinctive_terms(citation.shared_terms, universe)
+        owners = {t: {p.id for p in universe if _names_paper(t, p)} for t in terms}
         specific = self._specific_stems(text, citation)
         fits = []
         for candidate in papers:
@@ -434,16 +463,13 @@ class _Judge:
                 fit.authors_unknown = candidate.authors_truncated
             if citation.claimed_title:
                 fit.title = _title_similarity(citation.claimed_title, candidate.title)
-            haystack = fold(candidate.text())
+            haystack = self._haystack(candidate)
             fit.shared_words = sorted(specific & self._stems(candidate))
             fit.terms_held = [t for t in terms + shared if _term_in(t, haystack)]
             fit.named_by = [t for t in fit.terms_held if _names_paper(t, candidate)]
             # a name counts against a paper only when it is what another paper is called (its
-            # title's head), or a coined name ("SynthLLM", "SIMS") only other papers mention
-            fit.terms_missing = [
-                t for t in terms if not _term_in(t, haystack)
-                and any(_names_paper(t, p) or (_coined(t) and _term_in(t, fold(p.text()))) for p in papers if p is not candidate)
-            ]
+            # title's head): "MBPP" or "FID" name benchmarks many papers use, "ToolFlow" a paper
+            fit.terms_missing = [t for t in terms if not _term_in(t, haystack) and owners[t] - {candidate.id}]
             fits.append(fit)
         for fit in fits:
             fit.outnamed = bool(fit.terms_held) and not fit.named_by and any(
@@ -467,10 +493,7 @@ class _Judge:
             key = _paper_key(paper)
             if key in self._passages or key in todo:
                 continue
-            findings = paper.findings
-            if not findings and paper.source != "snapshot" and (held := self._background_by_id().get(paper.id)) is not None:
-                findings = held.findings  # a live record (the real abstract) plus what our snapshot knows
-            todo[key] = _passages(paper, findings)
+            todo[key] = _passages(paper, self._findings(paper))  # a live record: its abstract plus what our snapshot knows
         if not todo:
             return
         vectors = self.embedder.encode([text for texts in todo.values() for text in texts])
@@ -489,21 +512,29 @@ class _Judge:
             self._background = self.source.background(BACKGROUND_SIZE)
         return self._background
 
+    def _background_sims(self, vectors: np.ndarray) -> np.ndarray:
+        """(background papers, sentence parts): each paper's best passage similarity to each part."""
+        key = vectors.tobytes()
+        if (hit := self._last_sims) is not None and hit[0] == key:
+            return hit[1]
+        papers = self.background()
+        with self._lock:
+            if self._background_matrix is None:
+                self._encode_papers(papers)
+                blocks = [self._paper_vectors(p) for p in papers]
+                starts = np.cumsum([0] + [len(b) for b in blocks[:-1]])
+                self._background_matrix = (np.concatenate(blocks), starts)
+        matrix, starts = self._background_matrix
+        per_paper = np.maximum.reduceat(matrix @ vectors.T, starts, axis=0)  # passages are stored paper by paper
+        self._last_sims = (key, per_paper)
+        return per_paper
+
     def _calibration(self, vectors: np.ndarray, exclude: set[str]) -> tuple[np.ndarray, np.ndarray]:
         """Per sentence part: mean and spread of its similarity to background papers (not the cited ones)."""
         papers = self.background()
         if len(papers) < 10:
             return np.zeros(len(vectors)), np.full(len(vectors), 0.1)  # nothing to calibrate against: cosine in tenths
-        with self._lock:
-            if self._background_matrix is None:
-                self._encode_papers(papers)
-                blocks = [self._paper_vectors(p) for p in papers]
-                owners = np.concatenate([np.full(len(b), i) for i, b in enumerate(blocks)])
-                self._background_matrix = (np.concatenate(blocks), owners.astype(int))
-        matrix, owners = self._background_matrix
-        passage_sims = matrix @ vectors.T  # (passages, parts)
-        per_paper = np.full((len(papers), len(vectors)), -1.0)
-        np.maximum.at(per_paper, owners, passage_sims)
+        per_paper = self._background_sims(vectors)
         keep = np.array([p.id not in exclude for p in papers])
         sims = per_paper[keep]
         # A sentence about nothing in the background has a low, tight similarity to all of it, and
@@ -520,10 +551,7 @@ class _Judge:
             if self._spread is None:
                 papers = self.background()
                 probes = papers[:: max(1, len(papers) // 60)]
-                vectors = self.embedder.encode([p.title for p in probes])
-                matrix, owners = self._background_matrix
-                per_paper = np.full((len(papers), len(probes)), -1.0)
-                np.maximum.at(per_paper, owners, matrix @ vectors.T)
+                per_paper = self._background_sims(self.embedder.encode([p.title for p in probes]))
                 index = {p.id: i for i, p in enumerate(papers)}
                 levels, spreads = [], []
                 for column, probe in enumerate(probes):
@@ -544,7 +572,7 @@ class _Judge:
         for term in named:
             holders = sum(_term_in(term, t) for t in titles)
             if not holders and _coined(term):
-                holders = sum(_term_in(term, fold(p.text())) for p in papers)  # "SynthLLM", named in an abstract
+                holders = sum(_term_in(term, self._haystack(p)) for p in papers)  # "SynthLLM", named in an abstract
             if 1 <= holders <= RARE_TERM_PAPERS and any(frequency.get(w, 0) <= rare for w in _words(term)):
                 terms.append(term)
         return terms
@@ -556,10 +584,20 @@ class _Judge:
         limit = SPECIFIC_SHARE * max(1, len(self.background()))
         return {w for w in (_lexical_stem(w) for w in _content_words(text, citation) if len(w) > 3) if frequency.get(w, 0) <= limit}
 
+    def _findings(self, paper: Paper) -> list[str]:
+        """The paper's findings, or, for a live record of a paper our snapshot holds, the snapshot's."""
+        if paper.findings or paper.source == "snapshot":
+            return paper.findings
+        held = self._background_by_id().get(paper.id)
+        return held.findings if held is not None else []
+
+    def _haystack(self, paper: Paper) -> str:
+        return fold(" ".join([paper.title, paper.summary, *self._findings(paper)]))
+
     def _stems(self, paper: Paper) -> set[str]:
         key = _paper_key(paper)
         if key not in self._paper_stems:
-            findings = paper.findings or (held.findings if (held := self._background_by_id().get(paper.id)) else [])
+            findings = self._findings(paper)
             self._paper_stems[key] = {_lexical_stem(w) for w in _words(" ".join([paper.title, paper.summary, *findings])) if len(w) > 3}
         return self._paper_stems[key]
 
@@ -652,6 +690,7 @@ def _author_share(named: list[str], authors: list[str]) -> float:
     return sum(fold(name) in words for name in named) / len(named)
 
 
+@lru_cache(maxsize=65_536)
 def _title_similarity(claimed: str, title: str) -> float:
     """Word overlap (Jaccard, small words dropped, plural s folded) of a given title with the
     paper's title or with a leading part of it (the short form people cite: the words before a
@@ -686,6 +725,7 @@ def _words(text: str) -> list[str]:
     return re.findall(r"[^\W_]+", fold(text))
 
 
+@lru_cache(maxsize=65_536)
 def _term_in(term: str, folded_text: str) -> bool:
     words = _words(term)
     return bool(words) and all(re.search(rf"(?<![^\W_]){re.escape(w)}", folded_text) for w in words)
