@@ -364,6 +364,10 @@ class _Judge:
     def _margin(self, cited: Fit, rival: Fit) -> float:
         """How much better another paper must fit to be the one meant: more when the cited paper
         is itself clearly described, or carries a name or title the rival lacks."""
+        same_group = (cited.authors or 0) > 0 and (rival.authors or 0) > 0  # the named authors wrote both
+        if same_group and not cited.identity:
+            # the authors say nothing between two papers of one group: the content decides, plainly
+            return BETTER_BY_Z
         margin = BETTER_BY_Z * (1 + min(max(cited.z_whole / CONTENT_CLEAR_Z, 0.0), 1.0))
         if cited.identity and not rival.identity:
             margin *= 2
