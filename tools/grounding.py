@@ -347,7 +347,7 @@ class _Judge:
                 return "wrong_paper", f"{it}, but the sentence restates {rival.paper.id} ({rival.paper.title!r}, {rival.paper.year}) far better{self._shared_authors(cited, rival)}", rival.paper.id
             if not self._content_fits(cited) and not cited.identity:
                 meant = best if best is not None and self._described(best) and not best.contradicted else None
-                shared = f", sharing no specific word with it" if cited.z >= CONTENT_MIN_Z else ""
+                shared = ", sharing no specific word with it" if cited.z >= CONTENT_MIN_Z else ""
                 return "wrong_paper", f"{it}, which the sentence does not describe (content fit {cited.z:.1f} sd above unrelated papers{shared}){self._pointer(meant)}", _id(meant)
         evidence = [
             text for held, text in (
