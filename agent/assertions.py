@@ -20,7 +20,7 @@ import re
 
 from pydantic import BaseModel
 
-_CITATION = re.compile(r"\s*\((?=[^()]*(?:arXiv|\b(?:19|20)\d\d\b))[^()]*\)")
+CITATION = re.compile(r"\s*\((?=[^()]*(?:arXiv|\b(?:19|20)\d\d\b))[^()]*\)")
 _MARKUP = re.compile(r"[*_`]")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
 _CLAUSE = re.compile(r"\s*;\s*|\s+[—–]\s+|\s+-\s+|:\s+(?=[a-z])|,\s+(?=(?:while|whereas|but|yet)\b)|\s+(?=while\b)")
@@ -49,7 +49,7 @@ class Assertion(BaseModel):
 def _masked(text: str) -> str:
     """The text with citations and emphasis markup blanked out (same length, so offsets hold)."""
     blank = lambda m: " " * (m.end() - m.start())  # noqa: E731
-    return _MARKUP.sub(blank, _CITATION.sub(blank, text))
+    return _MARKUP.sub(blank, CITATION.sub(blank, text))
 
 
 def _spans(text: str, pattern: re.Pattern, start: int, end: int) -> list[tuple[int, int]]:

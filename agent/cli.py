@@ -34,7 +34,7 @@ from agent.inquiry import InquiryError, load_default_inquiry, load_inquiry
 from agent.models import Claim
 from agent.state import RunConfig
 from agent.store import RunRecord, RunStore, UnknownRun
-from tools.grounding import FLAGGED, CitationCheck, summarize, verify_text
+from tools.grounding import NOT_GROUNDED, CitationCheck, summarize, verify_text
 from tools.snapshot import Snapshot
 
 # Heavy modules (torch, langgraph, sentence-transformers) are imported inside the commands that
@@ -282,7 +282,7 @@ def _verify_exit_code(checks: list[CitationCheck], unreachable: bool) -> int:
     statuses = {c.status for c in checks}
     if unreachable and "unverifiable" in statuses:
         return EXIT_UNREACHABLE
-    if statuses & (FLAGGED | {"unverifiable"}):
+    if statuses & NOT_GROUNDED:
         return EXIT_FLAGGED
     return EXIT_OK
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from agent.assertions import CITATION
+
 # Function words and generic research verbs: never search terms on their own.
 STOP_WORDS = frozenset("""
 a an the and or but nor so yet for of in on at to from by with without within into onto over under about
@@ -25,9 +27,7 @@ showing find finds found finding paper papers work study studies result results 
 simply instead rather specifically can't cannot don't doesn't isn't aren't whether
 """.split())
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9'-]*|\d[\w.]*|[^\sA-Za-z0-9]")
-_YEAR_OR_ID = re.compile(r"^(?:\d{4}(?:[–-]\d{2,4})?|\d{4}\.\d{4,5}(?:v\d+)?|\d+)$")
 _NEGATION = re.compile(r"\b(not|NOT|never|no)\b\s*")
-_CITATION = re.compile(r"\s*\((?=[^()]*(?:arXiv|\b(?:19|20)\d\d\b))[^()]*\)")
 _AUXILIARY = re.compile(r"\b(is|are|was|were|can|could|does|do|did|will|would|has|have|had|should|must|may|might)\b",
                         re.I)
 
@@ -43,8 +43,8 @@ def keyphrases(text: str, limit: int = 5) -> list[str]:
     phrases, run = [], []
     for token in _TOKEN.findall(text):
         word = token.strip("'-")
-        content = word and word[0].isalpha() and word.lower() not in STOP_WORDS and len(word) > 2
-        if content and not _YEAR_OR_ID.match(word):
+        # a token that starts with a digit (year, identifier, count) is never a content word
+        if word and word[0].isalpha() and word.lower() not in STOP_WORDS and len(word) > 2:
             run.append(word.lower())
             continue
         if run:
@@ -60,7 +60,7 @@ def keyphrases(text: str, limit: int = 5) -> list[str]:
 def negate(text: str) -> str:
     """The assertion's negation: drop its negation if it has one, otherwise negate its first auxiliary
     verb, otherwise deny it as a whole."""
-    text = _CITATION.sub("", text).strip().rstrip(".")
+    text = CITATION.sub("", text).strip().rstrip(".")
     if _NEGATION.search(text):
         return _NEGATION.sub("", text, count=1)
     auxiliary = _AUXILIARY.search(text)

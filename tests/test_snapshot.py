@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agent.cli import app
-from tools.snapshot import Snapshot, fts_query
+from tools.snapshot import Snapshot
 
 KAGGLE_SAMPLE = Path(__file__).parent / "data" / "kaggle_sample.jsonl"
 

@@ -22,8 +22,8 @@ from agent.nodes.simulate import (
 )
 from simulations.analysis import Boundary, CellEffect, Estimate, SimAnalysis
 from simulations.sweep import SweepResult
+from tools.grounding import NOT_GROUNDED
 
-FLAGGED = {"wrong_paper", "year_mismatch", "nonexistent", "malformed", "not_found", "unverifiable", "no_id"}
 # The order papers are listed in under an assertion: positions first, then context, then abstentions.
 _STANCE_ORDER = {"supports": 0, "qualifies": 1, "contradicts": 2, "background": 3, None: 4, "unrelated": 5}
 _QUOTE_KIND = {"paraphrase": "our paraphrase of the paper, not its abstract", "abstract": "from the abstract"}
@@ -341,7 +341,7 @@ def write_report(report: Report, out_dir: Path, figures: list[str], sweep: Sweep
             (where, c)
             for where, checks in [*((a.id, a.citations) for a in report.claims), ("anchor list", report.anchor_citations)]
             for c in checks
-            if c.status in FLAGGED
+            if c.status in NOT_GROUNDED
         ],
         "claims": [claim_view(c) for c in report.claims],
         "sim": sim_section(sweep),
