@@ -179,6 +179,13 @@ _PIVOT = re.compile(r"than|before|after|outperform\w*|exceed\w*|surpass\w*|beat|
 _RESTRICT = re.compile(
     r"\b(only|unless|except|provided|as long as|so long as|depends?|depending|partly|partially|in part|insofar)\b"
 )
+# Conditions that limit a finding wherever the paper states them ("gains reverse unless the verifier is
+# perfect"); a bare "only" is not one ("optimizing only for quality ...").
+_LIMIT = re.compile(
+    r"\b(unless|except (?:when|if|under)|provided (?:that )?|as long as|so long as|depends? on|depending on|"
+    r"only (?:when|if|under)|partly|partially|in part)\b",
+    re.IGNORECASE,
+)
 # Passages that say what a paper asks or does, not what it finds: a question, or a sentence that opens with
 # a study verb and reports no result.
 _FRAMING = re.compile(
@@ -627,6 +634,9 @@ def decide(found: Signals, t: Thresholds) -> StanceJudgement:
             )
         if a.denied_elsewhere:
             return _abstain(a, _denied(a))
+        limit = _restricted_elsewhere(a, found.passages, t)
+        if limit:
+            return limit
         if a.alignment >= t.supports:
             return StanceJudgement(
                 stance="supports",
@@ -647,6 +657,9 @@ def decide(found: Signals, t: Thresholds) -> StanceJudgement:
             )
         if r.denied_elsewhere:
             return _abstain(r, _denied(r))
+        limit = _restricted_elsewhere(r, found.passages, t)
+        if limit:
+            return limit
         return StanceJudgement(
             stance="supports",
             confidence=_confidence(r.alignment - t.restate) * 0.9,
@@ -654,6 +667,30 @@ def decide(found: Signals, t: Thresholds) -> StanceJudgement:
             reason=f"a passage restates the assertion (alignment {r.alignment:.2f}, same negations, no reversal)",
         )
     return _abstain(best, f"on topic and close (alignment {best.alignment:.2f}) but the polarity cannot be compared")
+
+
+def _restricted_elsewhere(
+    agreeing: PassageSignal, passages: tuple[PassageSignal, ...], t: Thresholds
+) -> StanceJudgement | None:
+    """A paper that agrees in one passage and limits the claim in another ("... unless the verifier is
+    perfect") qualifies it. The limiting passage need only be on the topic, not aligned with the
+    assertion's wording: a limit is usually stated in other words. Offline we cannot tell whether it
+    binds the assertion, so the answer is the weaker stance and names the limiting passage."""
+    limiting = next(
+        (s for s in passages if s is not agreeing and not s.framing and s.alignment >= t.unrelated and _LIMIT.search(s.text)),
+        None,
+    )
+    if limiting is None:
+        return None
+    return StanceJudgement(
+        stance="qualifies",
+        confidence=_confidence(agreeing.alignment - t.position) * 0.7,
+        quote=agreeing.text,
+        reason=(
+            f"a passage agrees ({agreeing.why}), but another passage of the paper limits it: "
+            f"'{_short(limiting.text)}'"
+        ),
+    )
 
 
 def _abstain(passage: PassageSignal, why: str) -> StanceJudgement:

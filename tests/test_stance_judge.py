@@ -138,6 +138,18 @@ def test_restatement_supports_and_its_negation_does_not(judge):
         assert judge.judge(negated, RLHF).stance in ("contradicts", None), negated
 
 
+def test_a_limit_stated_elsewhere_in_the_paper_turns_support_into_qualifies(judge):
+    # The same agreeing finding; only the second paper states, in other words, when it stops holding.
+    limited = RLHF.model_copy(
+        update={"findings": [*RLHF.findings, "the drop in diversity is reversed unless the reward model is fixed"]}
+    )
+    assertion = "RLHF reduces the diversity of a language model's outputs."
+    assert judge.judge(assertion, RLHF).stance == "supports"
+    said = judge.judge(assertion, limited)
+    assert said.stance == "qualifies" and said.quote == RLHF.findings[1]
+    assert "unless the reward model is fixed" in said.reason
+
+
 def test_a_loss_of_diversity_is_read_relative_to_the_assertion_not_by_cue_words(judge):
     # Cue-word direction (degrade vs preserve words) is what reversed a diversity-loss claim on an alignment
     # inquiry: here "loss" and "reduces" are compared as what happens to the same words (output diversity).
