@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from agent.assertions import Assertion
+from agent.assertions import Assertion, Decomposition, split_claim
 from agent.models import Claim, Evidence, JudgedBy
 from agent.stance_judge import OfflineStanceJudge
 from tools.embeddings import Embedder
@@ -20,6 +20,8 @@ from tools.papers import Paper
 
 class Analyst(Protocol):
     judged_by: JudgedBy
+
+    def decompose(self, claim: Claim) -> Decomposition: ...
 
     def assess(self, assertion: Assertion, claim: Claim, paper: Paper, relevance: float, why: str) -> Evidence: ...
 
@@ -57,6 +59,9 @@ class OfflineAnalyst:
 
     def __init__(self, embedder: Embedder):
         self.judge = OfflineStanceJudge(embedder)
+
+    def decompose(self, claim: Claim) -> Decomposition:
+        return Decomposition(assertions=split_claim(claim.id, claim.text))
 
     def assess(self, assertion: Assertion, claim: Claim, paper: Paper, relevance: float, why: str) -> Evidence:
         judged = self.judge.judge(assertion.text, paper)

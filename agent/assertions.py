@@ -10,8 +10,9 @@ Offline, by rules on clause structure (no topic words):
 4. Conditions inside a clause ("even when ...", "across ...", "unless ...", "as ... ,") are listed
    as its scope; the assertion's span keeps them, so the text judged is the claim's own words.
 
-An LLM analyst may decompose differently; its decomposition is checked to cover the claim
-(`coverage`) before it is used.
+An LLM analyst may decompose differently (agent/llm_analyst.py): its assertions must be spans of
+the claim's text and cover at least `MIN_COVERAGE` of its words (`from_spans`), else the rules
+split the claim and the report says why.
 """
 
 from __future__ import annotations
@@ -38,12 +39,29 @@ _SCOPE = re.compile(
 _LEADING_AS = re.compile(r"^as\s+[^,]+,", re.I)
 
 
+# A model's split that leaves more than a fifth of the claim's words in no assertion or scope has
+# dropped part of what the claim says; the rules' split is used instead.
+MIN_COVERAGE = 0.8
+RULES = "by rules on clause structure"
+
+
+class SplitError(ValueError):
+    """A decomposition that cannot stand for the claim; the message says why, in words."""
+
+
 class Assertion(BaseModel):
     id: str  # "C2.b": claim id and letter
     text: str  # a span of the claim's text
     start: int
     end: int
     scope: list[str] = []  # conditions the assertion holds under, each a span of the claim's text
+
+
+class Decomposition(BaseModel):
+    """A claim's assertions and how they were obtained (shown in the report)."""
+
+    assertions: list[Assertion]
+    how: str = RULES
 
 
 def _masked(text: str) -> str:
@@ -120,3 +138,22 @@ def coverage(text: str, assertions: list[Assertion]) -> float:
                 covered.append((at, at + len(condition)))
     inside = sum(any(s <= w0 and w1 <= e for s, e in covered) for w0, w1 in words)
     return inside / len(words) if words else 1.0
+
+
+def from_spans(claim_id: str, text: str, spans: list[tuple[tuple[int, int], list[str]]]) -> list[Assertion]:
+    """Assertions from located spans ((start, end) in `text`, with scope conditions that are spans of
+    `text` too), e.g. a model's decomposition. Raises SplitError when they do not stand for the claim:
+    an empty split, a span of fewer than three words, or coverage below MIN_COVERAGE."""
+    if not spans:
+        raise SplitError("it gave no assertion")
+    found = []
+    for (start, end), scope in sorted(spans, key=lambda s: s[0]):
+        words = len(re.findall(r"\w+", _masked(text)[start:end]))
+        if words < 3:
+            raise SplitError(f"its assertion {text[start:end]!r} has fewer than three words")
+        letter = chr(ord("a") + len(found)) if len(found) < 26 else str(len(found))
+        found.append(Assertion(id=f"{claim_id}.{letter}", text=text[start:end], start=start, end=end, scope=scope))
+    covered = coverage(text, found)
+    if covered < MIN_COVERAGE:
+        raise SplitError(f"its assertions cover {covered:.0%} of the claim's words (at least {MIN_COVERAGE:.0%} needed)")
+    return found

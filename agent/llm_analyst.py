@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from agent.analyst import evidence
-from agent.assertions import Assertion
+from agent.assertions import RULES, Assertion, Decomposition, SplitError, from_spans, split_claim
 from agent.models import Claim, Evidence, JudgedBy
 from tools.llm import LLMClient
 from tools.papers import Paper
@@ -28,6 +28,15 @@ class StanceReply(BaseModel):
     quote: str | None = Field(default=None, description="copied character for character from the paper's text, or null")
 
 
+class AssertionSpan(BaseModel):
+    text: str = Field(description="the assertion, copied character for character from the claim")
+    scope: list[str] = Field(default=[], description="conditions it holds under, each copied from the claim")
+
+
+class DecompositionReply(BaseModel):
+    assertions: list[AssertionSpan]
+
+
 _TEXT_KIND = {"paraphrase": "our paraphrase of the paper, not its abstract", "abstract": "the paper's abstract"}
 
 
@@ -37,6 +46,23 @@ class LLMAnalyst:
     def __init__(self, client: LLMClient):
         self.client = client
         self._stance_prompt = _template("stance.md")
+        self._decompose_prompt = _template("decompose.md")
+
+    def decompose(self, claim: Claim) -> Decomposition:
+        """The model's split of the claim, if its assertions are spans of the claim that cover it;
+        otherwise the rules' split, with the reason the model's was not used."""
+        system, user = self._decompose_prompt
+        reply = self.client.structured(
+            system, user.format(claim_id=claim.id, claim_date=claim.dated or "undated", claim=claim.text),
+            DecompositionReply,
+        )
+        try:
+            spans = [(_locate(a.text, claim.text), [_condition(c, claim.text) for c in a.scope]) for a in reply.assertions]
+            assertions = from_spans(claim.id, claim.text, spans)
+        except SplitError as error:
+            return Decomposition(assertions=split_claim(claim.id, claim.text),
+                                 how=f"{RULES}; the model's split was not used: {error}")
+        return Decomposition(assertions=assertions, how=f"by the model {self.client.model!r}, checked to be spans of the claim")
 
     def assess(self, assertion: Assertion, claim: Claim, paper: Paper, relevance: float, why: str) -> Evidence:
         system, user = self._stance_prompt
@@ -60,6 +86,22 @@ class LLMAnalyst:
         stance = None if answer.stance == "undetermined" else answer.stance
         return evidence(assertion, claim, paper, relevance, why, stance=stance, confidence=answer.confidence,
                         rationale=rationale, quote=quote, judged_by=self.judged_by)
+
+
+def _locate(span: str, claim: str) -> tuple[int, int]:
+    """Where the model's span lies in the claim (quote marks, dashes and spacing may differ)."""
+    found = verbatim(span, claim)
+    if found is None:
+        raise SplitError(f"its assertion {span!r} is not a span of the claim")
+    start = claim.find(found)
+    return start, start + len(found)
+
+
+def _condition(span: str, claim: str) -> str:
+    found = verbatim(span, claim)
+    if found is None:
+        raise SplitError(f"its scope condition {span!r} is not a span of the claim")
+    return found
 
 
 def _template(name: str) -> tuple[str, str]:

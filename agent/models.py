@@ -114,6 +114,7 @@ class ClaimAudit(BaseModel):
     citations: list[CitationCheck]
     verdict: Verdict
     assertions: list[AssertionAudit] = []
+    split: str = Field(default="", description="how the claim was split into its assertions")
     evidence: list[Evidence]  # every assertion's newer papers, best first
     citation_support: str = Field(default="", description="whether the cited papers support the claim, in words")
 

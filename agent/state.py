@@ -47,6 +47,7 @@ class AuditState(TypedDict, total=False):
     run: RunConfig
     inquiry: Inquiry
     assertions: dict[str, list[Assertion]]  # claim id -> its assertions
+    splits: dict[str, str]  # claim id -> how it was split into assertions (rules, or which model)
     citations: dict[str, list[CitationCheck]]  # claim id (or "anchors") -> checks
     candidates: Annotated[dict[str, list[Candidate]], merge_dicts]  # assertion id -> newer papers, best first
     evidence: dict[str, list[Evidence]]  # assertion id -> newer papers' graded stances

@@ -105,6 +105,56 @@ def test_the_assertion_is_judged_with_its_scope():
     assert SCOPED.text in prompt and "Scope conditions: even when real data is kept" in prompt
 
 
+TWO_PART = Claim(
+    id="C9",
+    text=("Replacing real data with synthetic data makes test error grow across generations (2024, arXiv:2404.01413), "
+          "while accumulating both keeps it bounded even when the synthetic share is large."),
+    dated="2024",
+)
+
+
+def split(assertions: list[dict]) -> Reply:
+    return reply({"assertions": assertions})
+
+
+def test_model_split_is_used_when_its_assertions_are_spans_that_cover_the_claim():
+    first = "Replacing real data with synthetic data makes test error grow across generations"
+    second = "accumulating both keeps it bounded even when the synthetic share is large"
+    with OpenAIServer([split([{"text": first, "scope": ["across generations"]},
+                              {"text": second.replace("it", "it\n"), "scope": ["even when the synthetic share is large"]}])]) as server:
+        result = analyst(server).decompose(TWO_PART)
+    assert [a.id for a in result.assertions] == ["C9.a", "C9.b"]
+    assert [a.text for a in result.assertions] == [first, second]  # the claim's own characters, not the model's
+    assert all(TWO_PART.text[a.start : a.end] == a.text for a in result.assertions)
+    assert result.assertions[1].scope == ["even when the synthetic share is large"]
+    assert result.how.startswith("by the model 'test-model'")
+    assert server.requests[0]["response_format"]["json_schema"]["name"] == "DecompositionReply"
+    assert TWO_PART.text in user_message(server.requests[0])
+
+
+@pytest.mark.parametrize(
+    ("assertions", "why"),
+    [
+        ([{"text": "Replacing real data with synthetic data increases test error", "scope": []},
+          {"text": "accumulating both keeps it bounded even when the synthetic share is large", "scope": []}],
+         "is not a span of the claim"),
+        ([{"text": "Replacing real data with synthetic data makes test error grow across generations", "scope": []}],
+         "cover 48% of the claim's words"),
+        ([{"text": "Replacing real data with synthetic data makes test error grow across generations",
+           "scope": ["when the model is large"]},
+          {"text": "accumulating both keeps it bounded even when the synthetic share is large", "scope": []}],
+         "scope condition 'when the model is large' is not a span"),
+        ([], "gave no assertion"),
+    ],
+)
+def test_a_model_split_that_does_not_stand_for_the_claim_falls_back_to_the_rules(assertions, why):
+    with OpenAIServer([split(assertions)]) as server:
+        result = analyst(server).decompose(TWO_PART)
+    assert result.assertions == split_claim(TWO_PART.id, TWO_PART.text)
+    assert result.how.startswith("by rules on clause structure; the model's split was not used: ")
+    assert why in result.how
+
+
 def test_undetermined_is_an_abstention_not_a_stance():
     with OpenAIServer([reply(stance("undetermined", None, "The text does not say.", 0.3))]) as server:
         evidence = assess(server)

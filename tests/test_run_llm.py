@@ -13,12 +13,20 @@ from tests.openai_server import OpenAIServer, Reply, reply
 
 
 def model_answer(body: dict) -> Reply:
-    """A stand-in model on the stance scale: it grades every paper `background` (on topic, no position),
-    quoting the paper's title, except papers whose ID ends in an odd digit, on which it abstains."""
+    """A stand-in model. It splits each claim into its sentences, copied, except C1, whose first sentence
+    it rewords (so that split is not used). On the stance scale it grades every paper `background` (on
+    topic, no position), quoting the paper's title, except papers whose ID ends in an odd digit, on which
+    it abstains."""
     schema = body["response_format"]["json_schema"]["name"]
-    if schema != "StanceReply":  # the analyst asks only for stances; 410 is not retried, so the run fails
-        return Reply(status=410, error=f"stand-in model: unexpected {schema}")
     prompt = body["messages"][-1]["content"]
+    if schema == "DecompositionReply":
+        claim_id, claim = re.search(r"CLAIM (\S+), dated [^:]*:\n(.+?)\n\nSplit this", prompt, re.S).groups()
+        sentences = [s for s in re.split(r"(?<=[.!?])\s+", claim) if s.strip()]
+        if claim_id == "C1":
+            sentences[0] = "In other words: " + sentences[0]
+        return reply({"assertions": [{"text": s, "scope": []} for s in sentences]})
+    if schema != "StanceReply":  # 410 is not retried, so the run fails
+        return Reply(status=410, error=f"stand-in model: unexpected {schema}")
     paper = re.search(r'PAPER arXiv:(\S+), "(.+?)", first submitted', prompt)
     if paper.group(1)[-1] in "13579":
         return reply({"stance": "undetermined", "confidence": 0.2, "rationale": "stand-in model: cannot tell",
@@ -42,6 +50,11 @@ def test_run_with_an_openai_compatible_endpoint(tmp_path):
         sent = [r["model"] for r in server.requests]
     report = json.loads((out / "report.json").read_text())
     assert sent and set(sent) == {"stand-in"}
+    splits = {c["id"]: c["split"] for c in report["claims"]}
+    assert splits["C1"].startswith("by rules on clause structure; the model's split was not used: its assertion")
+    assert all(how == "by the model 'stand-in', checked to be spans of the claim" for i, how in splits.items() if i != "C1")
+    for claim in report["claims"]:
+        assert all(a["text"] in claim["text"] for a in claim["assertions"])
     assertions = [a for c in report["claims"] for a in c["assertions"]]
     judged = [e for a in assertions for e in a["evidence"] + a["cited"]]
     assert judged and all(e["judged_by"] == "model" for e in judged)
@@ -67,6 +80,7 @@ def test_run_with_an_openai_compatible_endpoint(tmp_path):
     md = (out / "report.md").read_text()
     assert "(model, confidence 0.90)" in md and "undetermined (the model abstained)" in md
     assert "· analyst: openai" in md
+    assert "split by the model 'stand-in', checked to be spans of the claim." in md
     rows = [line.split(" | ") for line in md.splitlines() if line.startswith("| **C")]
     assert rows and all("background" not in row[6] and "undetermined" not in row[6] for row in rows), "evidence column"
 

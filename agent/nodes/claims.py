@@ -3,10 +3,10 @@ split into its atomic assertions."""
 
 from __future__ import annotations
 
-from agent.assertions import split_claim
 from agent.claims_store import load_user_claims, read_claims_file
 from agent.config import Settings
 from agent.inquiry import load_default_inquiry, load_inquiry
+from agent.services import services_for
 from agent.state import AuditState
 
 
@@ -15,5 +15,8 @@ def load_claims(state: AuditState) -> dict:
     inquiry = load_inquiry(run.inquiry_path) if run.inquiry_path else load_default_inquiry()
     extra = read_claims_file(run.claims_path) if run.claims_path else load_user_claims(Settings().claims_path)
     claims = inquiry.claims + extra
+    analyst = services_for(run).analyst
+    splits = {c.id: analyst.decompose(c) for c in claims}
     return {"inquiry": inquiry.model_copy(update={"claims": claims}),
-            "assertions": {c.id: split_claim(c.id, c.text) for c in claims}}
+            "assertions": {i: s.assertions for i, s in splits.items()},
+            "splits": {i: s.how for i, s in splits.items()}}

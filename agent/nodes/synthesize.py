@@ -26,7 +26,7 @@ def synthesize(state: AuditState) -> dict:
     judged_by = services_for(run).analyst.judged_by
     audits = [
         audit_claim(claim, state["assertions"][claim.id], state["evidence"], state["cited"],
-                    state["citations"].get(claim.id, []), analysis, judged_by)
+                    state["citations"].get(claim.id, []), analysis, judged_by, split=state.get("splits", {}).get(claim.id, ""))
         for claim in inquiry.claims
     ]
     return {
@@ -42,7 +42,8 @@ def _judged(e: Evidence, source: str) -> Judged:
 
 
 def audit_claim(claim: Claim, assertions: list[Assertion], evidence: dict[str, list[Evidence]],
-                cited: dict[str, list[Evidence]], citations, analysis: SimAnalysis | None, judged_by) -> ClaimAudit:
+                cited: dict[str, list[Evidence]], citations, analysis: SimAnalysis | None, judged_by,
+                split: str = "") -> ClaimAudit:
     per_assertion, audited = [], []
     for assertion in assertions:
         found = sorted(evidence.get(assertion.id, []), key=lambda e: -e.score)
@@ -70,6 +71,7 @@ def audit_claim(claim: Claim, assertions: list[Assertion], evidence: dict[str, l
         verdict=Verdict(label=overall.label, rationale=f"{overall.reason}: {rationale}.", durability=overall.durability,
                         durability_reason=overall.durability_reason, judged_by=judged_by),
         assertions=audited,
+        split=split,
         evidence=sorted((e for a in audited for e in a.evidence), key=lambda e: -e.score),
         citation_support=citation_support(citations, audited),
     )
