@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from agent.assertions import Assertion, Decomposition, split_claim
+from agent.assertions import CITATION, Assertion, Decomposition, split_claim
 from agent.models import Claim, Evidence, JudgedBy
 from agent.stance_judge import OfflineStanceJudge
 from tools.embeddings import Embedder
@@ -64,7 +64,7 @@ class OfflineAnalyst:
         return Decomposition(assertions=split_claim(claim.id, claim.text))
 
     def assess(self, assertion: Assertion, claim: Claim, paper: Paper, relevance: float, why: str) -> Evidence:
-        judged = self.judge.judge(assertion.text, paper)
+        judged = self.judge.judge(assertion.text, paper, topic=CITATION.sub("", claim.text))
         quote = judged.quote if judged.quote and judged.quote in paper.text() else None
         return evidence(assertion, claim, paper, relevance, why, stance=judged.stance, confidence=judged.confidence,
                         rationale=f"heuristic: {judged.reason}", quote=quote, judged_by=self.judged_by)

@@ -14,6 +14,7 @@ ratio") takes the opposite stance.
 | real_amount      | the absolute amount of real data sets which rare types are known          | scale test of tail coverage |
 | regime           | keeping real data in training (vs replacing it) prevents collapse        | unbiased replacement's tail coverage vs the headline boundaries |
 | tails_first      | recursive training loses the tails (rare types) first                    | unbiased replacement's tail coverage against real-only |
+| unavoidable      | collapse under recursive training is inevitable, whatever data is kept   | tail loss under replacement, against the tails kept when real data are kept |
 """
 
 from __future__ import annotations
@@ -143,6 +144,22 @@ def _tails_first(analysis: SimAnalysis) -> Finding | None:
     return Finding("supports" if lost else "contradicts", detail)
 
 
+def _unavoidable(analysis: SimAnalysis) -> Finding | None:
+    replaced = _unbiased_replace(analysis)
+    unbiased, _ = _headline(analysis)
+    if not replaced or not unbiased:
+        return None
+    lost, numbers = _coverage_loss(replaced)
+    kept = all(b.status == "not_reached" for b in unbiased)
+    if not lost:
+        return Finding("contradicts", f"even pure recursion did not lose tail coverage beyond its interval: {numbers}")
+    detail = (f"pure recursion (replacement, unbiased sampler) lost tail coverage: {numbers}; keeping the real data "
+              f"({_held(analysis)}) {'kept' if kept else 'did not keep'} the tail mass above {1 - analysis.tolerance:g} of "
+              "the real-only model at every tested share")
+    # holds only when the data are replaced: a qualification, not a refutation of what replacement does
+    return Finding("qualifies" if kept else "supports", detail)
+
+
 PROPOSITIONS: tuple[Proposition, ...] = (
     Proposition("ratio", "the synthetic share itself drives collapse at a fixed amount of real data",
                 (r"\b(ratio|proportion|share|fraction|percentage)\b", _SYNTHETIC,
@@ -158,6 +175,9 @@ PROPOSITIONS: tuple[Proposition, ...] = (
     Proposition("tails_first", "recursive training loses the tails of the distribution first",
                 (r"\b(tails?|rare\s+(events|types|tokens|patterns|modes|data))\b",
                  r"\b(vanish\w*|disappear\w*|lost|los[es]\w*|erod\w*|eras\w*|first|crowd\w*\s+out)\b"), _tails_first),
+    Proposition("unavoidable", "collapse under recursive training is inevitable, whatever data is kept",
+                (r"\b(irreversib\w*|inevitab\w*|unavoidab\w*|inescapab\w*)\b",
+                 r"\b(collaps\w*|degrad\w*|forget\w*|vanish\w*|erod\w*)\b"), _unavoidable),
 )
 
 

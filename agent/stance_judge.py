@@ -288,6 +288,8 @@ class Clause:
     plain_negated: frozenset[str]  # heads of plain negations with no change word ("not peculiar" -> peculiar)
     negations: int
     negated_scope: frozenset[str]  # content keys after a plain negator ("no clear link with X" -> clear, link, X)
+    # what each plainly negated head is about: "not simply a function of the ratio" -> function: ratio
+    negated_about: tuple[tuple[str, str], ...] = ()
     left: frozenset[str] = frozenset()  # content keys before a two-sided pivot ("than", "before", "beats")
     right: frozenset[str] = frozenset()  # and after it
     near_left: frozenset[str] = frozenset()  # the phrase just before the pivot (back to a preposition)
@@ -306,6 +308,7 @@ def read_clause(text: str) -> Clause:
     pivot = next((i for i, w in enumerate(words) if _PIVOT.fullmatch(w)), None)
     events: list[Event] = []
     plain_negated: set[str] = set()
+    negated_about: list[tuple[str, str]] = []
     negations = 0
     negated_at: set[int] = set()  # indices of change words an earlier negation governs
     for i, word in enumerate(words):
@@ -329,9 +332,12 @@ def read_clause(text: str) -> Clause:
                 if args:
                     events.append(Event("term", -1, True, args))
             else:
-                head = next((k for j, k in content if i < j <= i + 4 and words[j] not in _DEGREE), None)
+                at, head = next(((j, k) for j, k in content if i < j <= i + 4 and words[j] not in _DEGREE), (None, None))
                 if head is not None:
                     plain_negated.add(head)
+                    about = next((k for j, k in content if at < j <= at + 3), None)
+                    if about is not None:
+                        negated_about.append((head, about))
                     events.append(Event("term", -1, True, frozenset({head})))
             continue
         if _POST_NEGATOR.fullmatch(word):
@@ -343,8 +349,9 @@ def read_clause(text: str) -> Clause:
     keys = frozenset(content_keys(text))
     first_negator = next((i for i, w in enumerate(words) if _NEGATOR.fullmatch(w)), None)
     scope = frozenset(content_keys(" ".join(words[first_negator + 1 :]))) if first_negator is not None else frozenset()
+    about = tuple(negated_about)
     if pivot is None:
-        return Clause(text, tuple(events), keys, frozenset(plain_negated), negations, scope)
+        return Clause(text, tuple(events), keys, frozenset(plain_negated), negations, scope, about)
     left = frozenset(k for j, k in content if j < pivot)
     right = frozenset(k for j, k in content if j > pivot)
     # The two things compared are the phrases next to the pivot, up to a preposition: "BM25 outperforms
@@ -353,7 +360,8 @@ def read_clause(text: str) -> Clause:
     end = min((j for j in range(pivot + 1, len(words)) if words[j] in _PREPOSITIONS), default=len(words))
     near_left = frozenset(k for j, k in content if start < j < pivot)
     near_right = frozenset(k for j, k in content if pivot < j < end)
-    return Clause(text, tuple(events), keys, frozenset(plain_negated), negations, scope, left, right, near_left, near_right)
+    return Clause(text, tuple(events), keys, frozenset(plain_negated), negations, scope, about, left, right, near_left,
+                  near_right)
 
 
 def clauses(text: str) -> list[Clause]:
@@ -421,11 +429,13 @@ def compare(assertion: list[Clause], passage: list[Clause]) -> tuple[Relation, s
         for p in passage:
             if not _same_situation(a, p):
                 continue
+            # the word must be said about the same thing: "not a function of the ratio" is not denied by
+            # "reward functions prevent collapse"
             for head in sorted(a.plain_negated - p.plain_negated):
-                if _mentions(p, head):
+                if _mentions(p, head) and _said_about(a, p, head):
                     oppose.append(f"the assertion negates '{head}', the passage asserts it")
             for head in sorted(p.plain_negated - a.plain_negated):
-                if _mentions(a, head):
+                if _mentions(a, head) and _said_about(p, a, head):
                     oppose.append(f"the passage negates '{head}', the assertion asserts it")
     if agree and oppose:
         return "mixed", f"{agree[0]}; but {oppose[0]}"
@@ -434,6 +444,12 @@ def compare(assertion: list[Clause], passage: list[Clause]) -> tuple[Relation, s
     if agree:
         return "agree", agree[0]
     return "unknown", "no polarity the two share"
+
+
+def _said_about(negating: Clause, other: Clause, head: str) -> bool:
+    """The other clause also has what the negated word is about (when the negation names it)."""
+    about = [a for h, a in negating.negated_about if h == head]
+    return not about or any(set(a.split("+")) <= other.keys for a in about)
 
 
 def _mentions(clause: Clause, concept: str) -> bool:
@@ -721,8 +737,16 @@ class OfflineStanceJudge:
         texts = dict.fromkeys(t for assertion, paper in pairs for t in [assertion, *_embedded_texts(paper)])
         self.embedder.encode(list(texts))
 
-    def judge(self, assertion: str, paper: Paper) -> StanceJudgement:
-        judgement = decide(self.signals(assertion, paper), self.thresholds)
+    def judge(self, assertion: str, paper: Paper, topic: str = "") -> StanceJudgement:
+        """`topic`: the claim the assertion belongs to. A fragment ("rare events vanish before common
+        ones") leaves its topic to the rest of the claim; the claim then says whether the paper is on
+        the topic (background rather than unrelated), never which position it takes."""
+        found = self.signals(assertion, paper)
+        if topic and topic != assertion and found.passages:
+            on_topic = signals(self.embedder, topic, paper)
+            found = Signals(topicality=max(found.topicality, on_topic.topicality), passages=found.passages,
+                            shared_words=max(found.shared_words, on_topic.shared_words))
+        judgement = decide(found, self.thresholds)
         if judgement.quote is not None and judgement.quote not in paper.text():
             judgement = judgement.model_copy(update={"quote": None})  # never show a quote the paper lacks
         return judgement

@@ -65,6 +65,7 @@ class ClaimPayload(TypedDict):
 
     run: RunConfig
     claim_id: str
+    claim_text: str
     assertions: list[Assertion]
     since: date | None
     exclude: list[str]

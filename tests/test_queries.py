@@ -15,10 +15,24 @@ def test_keyphrases_drop_stop_words_years_and_identifiers():
 def test_negation_flips_the_assertion():
     assert negate("Collapse is NOT simply a function of the ratio") == "Collapse is simply a function of the ratio"
     assert negate("Retrieval can improve factuality") == "Retrieval can not improve factuality"
-    assert negate("RLHF reduces output diversity (2023, arXiv:2310.06452).") == "No evidence that RLHF reduces output diversity"
+    assert negate("RLHF reduces output diversity (2023, arXiv:2310.06452).") == "RLHF raises output diversity"
+    assert negate("Pretraining on code improves reasoning") == "Pretraining on code worsens reasoning"
+    assert negate("Induction heads account for most in-context learning") == (
+        "No evidence that induction heads account for most in-context learning")
 
 
 def test_every_query_says_why_it_was_issued():
     queries = queries_for("Induction heads account for most in-context learning")
     assert len(queries) == 2 and all(q.why for q in queries)
     assert "induction heads" in queries[0].text and "counter-evidence" in queries[1].why
+
+
+def test_a_fragment_is_searched_and_ranked_with_its_claims_context():
+    claim = "Sparse autoencoders recover interpretable features in small transformers, but dead latents vanish first."
+    keyphrase, counter = queries_for("dead latents vanish first", claim)
+    assert "dead latents vanish" in keyphrase.text and "sparse autoencoders recover" in keyphrase.text
+    assert keyphrase.rank_by.startswith("dead latents vanish first (") and "sparse autoencoders recover" in keyphrase.rank_by
+    assert counter.rank_by.startswith("dead latents persist first")
+    # an assertion that already says everything its claim says gets no context
+    [alone, _] = queries_for(claim, claim)
+    assert alone.rank_by == claim

@@ -44,7 +44,18 @@ def test_sampler_bias_and_tails_first_are_decided_by_the_lab(analysis):
     assert tails.judged.stance == "supports" and "tail coverage" in tails.detail
 
 
+def test_inevitability_holds_only_where_the_lab_lost_tails_and_keeping_real_data_did_not_help(analysis):
+    found = stances("Training on model-generated data causes irreversible collapse", analysis)["simulations.unavoidable"]
+    # The tiny lab: pure recursion loses tail coverage, while keeping the real data keeps the tail mass,
+    # so inevitability holds only under replacement.
+    assert found.judged.stance == "qualifies"
+    assert "lost tail coverage" in found.detail and "kept the tail mass" in found.detail
+    denied = stances("Collapse is not inevitable when models train on generated data", analysis)["simulations.unavoidable"]
+    assert denied.denies and denied.judged.stance == "qualifies"
+
+
 def test_no_lab_result_means_no_stance():
     (assertion,) = split_claim("C1", "Collapse is a function of the synthetic ratio")
     assert simulation_stances(assertion, None) == []
-    assert {p.key for p in PROPOSITIONS} == {"ratio", "sampler_bias", "real_amount", "regime", "tails_first"}
+    assert {p.key for p in PROPOSITIONS} == {"ratio", "sampler_bias", "real_amount", "regime", "tails_first",
+                                             "unavoidable"}

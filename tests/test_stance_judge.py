@@ -19,7 +19,9 @@ from agent.stance_judge import (
     OfflineStanceJudge,
     StanceJudgement,
     Thresholds,
+    compare,
     decide,
+    read_clause,
 )
 from benchmarks import stance_accuracy as bench
 from tools.embeddings import get_embedder
@@ -266,3 +268,20 @@ def test_llm_judge_keeps_only_verbatim_quotes_and_maps_undetermined_to_abstentio
     assert first.stance == "supports" and first.quote is None and "dropped" in first.reason
     assert second.quote == RLHF.findings[1]
     assert third.stance is None and third.confidence == 0.0
+
+
+def test_a_negated_word_is_denied_only_when_said_about_the_same_thing():
+    negated = read_clause("Retrieval quality is not simply a function of index size")
+    assert compare([negated], [read_clause("retrieval quality is a function of the index size alone")])[0] == "oppose"
+    # the same word in another sense, about something else: no position
+    other = read_clause("learned scoring functions raise retrieval quality on web queries")
+    assert compare([negated], [other])[0] != "oppose"
+
+
+def test_a_fragment_takes_its_topic_from_its_claim_never_its_position(judge):
+    fragment = "which held in every setting tried"
+    claim = "RLHF reduces the diversity of a language model's outputs, which held in every setting tried."
+    alone = judge.judge(fragment, RLHF)
+    framed = judge.judge(fragment, RLHF, topic=claim)
+    assert alone.stance == "unrelated"
+    assert framed.stance in ("background", None)  # on the topic now, but the claim lends it no position

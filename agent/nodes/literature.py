@@ -10,7 +10,7 @@ from datetime import date
 from langgraph.types import Send
 
 from agent.services import Services, services_for
-from agent.queries import negate, queries_for
+from agent.queries import queries_for
 from agent.state import AuditState, Candidate, ClaimPayload
 from tools.papers import Paper
 from tools.retrieval import find_related, rerank
@@ -40,8 +40,8 @@ def fan_out_literature(state: AuditState) -> list[Send]:
     sends = []
     for claim in state["inquiry"].claims:
         since = run.since or (date(claim.year_start, 1, 1) if claim.year_start else None)
-        payload = ClaimPayload(run=run, claim_id=claim.id, assertions=state["assertions"][claim.id], since=since,
-                               exclude=claim.citations)
+        payload = ClaimPayload(run=run, claim_id=claim.id, claim_text=claim.text, assertions=state["assertions"][claim.id],
+                               since=since, exclude=claim.citations)
         sends.append(Send("retrieve_literature", payload))
     return sends
 
@@ -50,13 +50,15 @@ def retrieve_literature(payload: ClaimPayload) -> dict:
     run = payload["run"]
     services = services_for(run)
     found: dict[str, list[Candidate]] = {}
+    claim_text = payload["claim_text"]
     for assertion in payload["assertions"]:
         kept: dict[str, Candidate] = {}
-        for query in queries_for(assertion.text):
-            # Keyphrases search the sources; the re-ranker compares papers with the full statement.
-            rank_by = assertion.text if query.text != negate(assertion.text) else query.text
+        for query in queries_for(assertion.text, claim_text):
+            # Each query adds papers the earlier ones did not find: the counter-evidence query would
+            # otherwise return the same closest papers again.
             for paper, score in related_papers(services, query.text, since=payload["since"], until=run.run_date,
-                                               limit=PER_QUERY, exclude=payload["exclude"], rank_by=rank_by):
-                kept.setdefault(paper.id, Candidate(paper=paper, relevance=score, why=query.why))
+                                               limit=PER_QUERY, exclude=[*payload["exclude"], *kept],
+                                               rank_by=query.rank_by):
+                kept[paper.id] = Candidate(paper=paper, relevance=score, why=query.why)
         found[assertion.id] = sorted(kept.values(), key=lambda c: -c.relevance)[:KEEP]
     return {"candidates": found}
