@@ -739,11 +739,14 @@ class OfflineStanceJudge:
 
     def judge(self, assertion: str, paper: Paper, topic: str = "") -> StanceJudgement:
         """`topic`: the claim the assertion belongs to. A fragment ("rare events vanish before common
-        ones") leaves its topic to the rest of the claim; the claim then says whether the paper is on
-        the topic (background rather than unrelated), never which position it takes."""
+        ones") leaves its topic to the rest of the claim; a paper clearly on the claim's topic (as close
+        to it as a passage must be to take a position) is then background rather than unrelated. The
+        claim never lends the fragment a position."""
         found = self.signals(assertion, paper)
         if topic and topic != assertion and found.passages:
             on_topic = signals(self.embedder, topic, paper)
+            if on_topic.topicality < self.thresholds.position:
+                on_topic = found
             found = Signals(topicality=max(found.topicality, on_topic.topicality), passages=found.passages,
                             shared_words=max(found.shared_words, on_topic.shared_words))
         judgement = decide(found, self.thresholds)

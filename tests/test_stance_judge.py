@@ -280,7 +280,7 @@ def test_a_negated_word_is_denied_only_when_said_about_the_same_thing():
 
 def test_a_fragment_takes_its_topic_from_its_claim_never_its_position(judge):
     fragment = "which held in every setting tried"
-    claim = "RLHF reduces the diversity of a language model's outputs, which held in every setting tried."
+    claim = "RLHF substantially reduces output diversity relative to SFT, which held in every setting tried."
     alone = judge.judge(fragment, RLHF)
     framed = judge.judge(fragment, RLHF, topic=claim)
     assert alone.stance == "unrelated"
