@@ -195,6 +195,7 @@ def parse_inquiry(text: str) -> Inquiry:
     claims = [claim_from_text(body, f"C{n}") for n, body in enumerate(claim_texts, start=1)]
     _mark_durability(claims, text)
     return Inquiry(
+        title=_title(lines, kinds),
         question=_question(lines, kinds),
         claims=claims,
         anchors=[_anchor(lines[i]) for i, kind in enumerate(kinds) if kind == "anchor"],
@@ -260,6 +261,24 @@ def _run_on(lines: list[str], kinds: list[str], start: int, extra: tuple[str, ..
         else:
             break
     return " ".join(" ".join(parts).split())
+
+
+_AUDITING = re.compile(r"\baudit(?:ing|s)?\s+(?:what is known about\s+|claims\s+)?(?P<topic>(?:about|on|of)\s+[^.?!]+)", re.I)
+
+
+def _title(lines: list[str], kinds: list[str]) -> str:
+    """The inquiry's own name for itself: its first heading, else what its opening sentence says it
+    audits ("... auditing claims about X." -> "Claims about X"), else its question."""
+    for line, kind in zip(lines, kinds):
+        if kind == "heading":
+            return line.strip().lstrip("#").strip()
+        if kind == "text":
+            first = re.split(r"(?<=[.?!])\s", line.strip(), maxsplit=1)[0]
+            audited = _AUDITING.search(first)
+            if audited:
+                return "Claims " + " ".join(audited.group("topic").split()).rstrip(".:")
+            break
+    return ""
 
 
 def _question(lines: list[str], kinds: list[str]) -> str:

@@ -44,6 +44,7 @@ class Claim(BaseModel):
 
 
 class Inquiry(BaseModel):
+    title: str = Field(default="", description="the inquiry's name for itself: its first heading or what it audits")
     question: str = ""
     claims: list[Claim]
     anchors: list[Anchor] = []
@@ -142,6 +143,7 @@ class Report(BaseModel):
     schema_version: int = SCHEMA_VERSION
     run_id: str
     created_at: datetime
+    title: str = ""
     config: dict[str, Any]
     question: str
     bottom_line: str

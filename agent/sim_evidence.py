@@ -189,24 +189,27 @@ class SimStance:
     detail: str
 
 
-def simulation_stances(assertion: Assertion, analysis: SimAnalysis | None) -> list[SimStance]:
-    """The lab's stances toward one assertion: one per proposition it states (none when it states none).
+def stated_propositions(assertion: Assertion) -> list[tuple[Proposition, bool]]:
+    """The lab's propositions the assertion states, each with whether it denies it.
 
     Its scope conditions are left out of the matching: "as synthetic data crowds out rare patterns,
     the model stops building structure for them" asserts something about the model's structure,
     which the lab does not measure, under a condition the lab would agree with.
     """
-    if analysis is None:
-        return []
     text = assertion.text
     for condition in assertion.scope:
         text = text.replace(condition, " ")
     negated = bool(_NEGATION.search(text))
+    return [(p, negated) for p in PROPOSITIONS if p.matches(text)]
+
+
+def simulation_stances(assertion: Assertion, analysis: SimAnalysis | None) -> list[SimStance]:
+    """The lab's stances toward one assertion: one per proposition it states (none when it states none)."""
+    if analysis is None:
+        return []
     flip = {"supports": "contradicts", "contradicts": "supports"}
     out = []
-    for proposition in PROPOSITIONS:
-        if not proposition.matches(text):
-            continue
+    for proposition, negated in stated_propositions(assertion):
         finding = proposition.decide(analysis)
         if finding is None:
             continue

@@ -20,13 +20,13 @@ class RunConfig(BaseModel):
     run_id: str
     run_date: date
     inquiry_path: Path | None = None  # None: the packaged default inquiry
-    claims_path: Path | None = None  # None: the user's claim store
+    claims_path: Path | None = None  # None: the registry of the inquiry's audit (agent/projects.py)
     source: Literal["auto", "snapshot", "arxiv"] = "auto"
     arxiv_url: str
     llm: Literal["none", "openai"] = "none"
     model: str | None = None
     since: date | None = None
-    sim_budget: Literal["tiny", "small", "full"] = "small"
+    sim_budget: Literal["none", "tiny", "small", "full"] = "small"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     out_dir: Path

@@ -68,8 +68,15 @@ def test_report_content_is_computed_from_the_run(audit):
     assert all(q["grounded_in"] for q in report["follow_up_questions"])
     assert {t["task_id"] for t in report["tasks"]} >= {"1a", "1b", "2", "3a", "3b"}
     assert report["method"]["claim_coverage"] == {"claims": 4, "with_checkable_id": 3, "share": 0.75}
-    question = report["follow_up_questions"][0]
-    assert any(g.startswith("simulations.boundaries[") for g in question["grounded_in"]), "built from a boundary"
+    # the inquiry's task 3 asks for two questions, (a) and (b): each is asked in its words, with the lab's results
+    first, second = report["follow_up_questions"]
+    assert first["question"].startswith("If diversity is the true lever") and "task 3a" in first["grounded_in"]
+    assert second["question"].startswith("Do multi-agent or retrieval-augmented") and "task 3b" in second["grounded_in"]
+    assert any(g.startswith("simulations.boundaries[") for g in first["grounded_in"]), "3a: built from a boundary"
+    assert any(g.startswith("simulations.") for g in second["grounded_in"]), "3b: a lab result too"
+    assert set(first["grounded_in"]) & set(second["grounded_in"]) <= {"simulations.result"} | {
+        g for g in first["grounded_in"] if not g.startswith("simulations.")}, "each brings its own lab result"
+    assert report["title"] == "Claims about synthetic-data-induced model collapse"
     for claim in report["claims"]:
         for e in claim["evidence"]:
             assert e["rationale"].startswith("heuristic:"), "offline judgements say they are heuristic"
@@ -218,7 +225,7 @@ def test_simulations_carry_the_labs_typed_results(audit):
     assert lab and all(s["key"].startswith("simulations.") and any(ch.isdigit() for ch in s["detail"]) for s in lab)
 
     section = md[md.index("## Simulation evidence"):md.index("## Follow-up questions")]
-    for heading in ("### Collapse boundaries", "### Effects against the real-only counterfactuals", "### Stationarity"):
+    for heading in ("### Boundaries", "### Effects against the real-only counterfactuals", "### Stationarity"):
         assert heading in section
     for held in sims["design"]["held_fixed"].values():
         assert held in section

@@ -75,7 +75,7 @@ def test_run_with_an_openai_compatible_endpoint(tmp_path):
         if claim["citation_support"] and any(c["status"] == "grounded" for c in claim["citations"]):
             assert "none was found to support" in claim["citation_support"], claim["id"]
     assert not any(t["found"] for t in report["tasks"] if "simulations.result" not in t["evidence"]
-                   and not t["summary"].startswith("Answered by the two follow-up questions"))
+                   and not t["summary"].startswith("Answered by the follow-up questions"))
 
     md = (out / "report.md").read_text()
     assert "(model, confidence 0.90)" in md and "undetermined (the model abstained)" in md

@@ -27,11 +27,19 @@ def related_papers(
     semantic neighbours of `rank_by` (default: the query), re-ranked together by embedding
     similarity to `rank_by`."""
     rank_by = rank_by or query
-    found = {p.id: p for p in services.source.search(query, since=since, until=until, limit=CANDIDATES)}
-    for paper, _ in find_related(rank_by, services.snapshot, services.embedder, since=since, until=until, limit=CANDIDATES):
-        found.setdefault(paper.id, paper)
-    pool = [p for p in found.values() if p.id not in exclude]
+    pool = search_pool(services, query, since=since, until=until, exclude=exclude, rank_by=rank_by)
     return rerank(rank_by, pool, services.embedder, limit=limit)
+
+
+def search_pool(
+    services: Services, query: str, *, since: date | None, until: date, exclude: list[str] = (), rank_by: str | None = None,
+) -> list[Paper]:
+    """Every paper examined for `query`: the sources' search hits and the snapshot's semantic neighbours."""
+    found = {p.id: p for p in services.source.search(query, since=since, until=until, limit=CANDIDATES)}
+    for paper, _ in find_related(rank_by or query, services.snapshot, services.embedder, since=since, until=until,
+                                 limit=CANDIDATES):
+        found.setdefault(paper.id, paper)
+    return [p for p in found.values() if p.id not in exclude]
 
 
 def fan_out_literature(state: AuditState) -> list[Send]:

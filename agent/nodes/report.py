@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from importlib.metadata import version
 
 from agent.models import Evidence, Report, SourceInfo
-from agent.nodes.simulate import lab_answer, sweep_result
+from agent.nodes.simulate import lab_answer, skipped_because, sweep_result
 from agent.report.render import write_report
 from agent.services import services_for
 from agent.state import AuditState
@@ -28,23 +28,26 @@ def write_audit_report(state: AuditState) -> dict:
     judged = [e.judged_by for e in judgements]
     sim = state["simulation"]
     sweep = sweep_result(state)
+    figures = sim.get("figures", [])
     report = Report(
         run_id=run.run_id,
         created_at=datetime.now(timezone.utc),
         config=run.model_dump(mode="json"),
+        title=state["inquiry"].title,
         question=state["inquiry"].question,
         bottom_line=state["bottom_line"],
         claims=audits,
         citations=citations,
         anchor_citations=anchors,
-        simulations=simulations_section(sweep, sim["plan"], sim["figures"]),
+        simulations=(simulations_section(sweep, sim["plan"], figures) if sweep is not None
+                     else {"skipped": skipped_because(state), "plan": sim["plan"]}),
         follow_up_questions=state["follow_ups"],
         tasks=state["tasks"],
         sources=[SourceInfo(name=n, detail=d) for n, d in services.source.describe()],
         method={
             "versions": {"python": platform.python_version(), **{p: version(p) for p in _VERSIONS}},
             "seed": run.seed,
-            "simulation_config": sweep.config.model_dump(mode="json"),
+            "simulation_config": sweep.config.model_dump(mode="json") if sweep is not None else None,
             "snapshot_date": services.snapshot.snapshot_date.isoformat(),
             "embeddings": services.embedder.name,
             "judgements": {**{kind: judged.count(kind) for kind in ("heuristic", "model")},
@@ -57,7 +60,7 @@ def write_audit_report(state: AuditState) -> dict:
             "quotes": _quote_note([e for e in judgements if e.quote]),
         },
     )
-    files = write_report(report, run.out_dir, figures=sim["figures"], sweep=sweep)
+    files = write_report(report, run.out_dir, figures=figures, sweep=sweep)
     return {"report_files": [str(f) for f in files]}
 
 

@@ -1,4 +1,8 @@
-"""Stage 5: plan and run the recursive-training simulations that test the ratio hypothesis.
+"""Stage 5: run the simulation lab when, and only when, an assertion states a proposition it tests.
+
+Which propositions the lab decides, and how, is agent/sim_evidence.py's registry. An inquiry none
+of whose assertions states one gets no simulations, and the report says so in one line;
+`--sim-budget none` skips them explicitly.
 
 The lab's result travels through the graph state as plain data and is read back, typed, in one
 place: `sweep_result(state)`. Everything downstream (synthesize, the report) reads the lab's own
@@ -12,19 +16,26 @@ from typing import Any
 from langgraph.config import get_stream_writer
 
 from agent.services import services_for
+from agent.sim_evidence import stated_propositions
 from agent.state import AuditState
 from simulations.analysis import Boundary, SimAnalysis
 from simulations.diversity import MORE_IS_DIVERSE, UNBIASED
 from simulations.plots import write_figures
 from simulations.sweep import SweepConfig, SweepResult, run_sweep
 
-# Claims carrying these tags are the ones a ratio-vs-sampler-bias simulation can speak to.
-SIMULATABLE_TAGS = {"ratio", "diversity", "tails"}
-
 
 def run_simulations(state: AuditState) -> dict:
     run = state["run"]
-    informs = [c.id for c in state["inquiry"].claims if SIMULATABLE_TAGS & set(c.tags)]
+    stated = {a.id: [p.key for p, _ in stated_propositions(a)]
+              for c in state["inquiry"].claims for a in state["assertions"][c.id]}
+    bearing = {assertion: keys for assertion, keys in stated.items() if keys}
+    plan: dict[str, Any] = {"budget": run.sim_budget, "informs_assertions": bearing}
+    if run.sim_budget == "none":
+        return {"simulation": {"plan": plan, "skipped": "Simulations were skipped (--sim-budget none)."}}
+    if not bearing:
+        return {"simulation": {"plan": plan, "skipped": (
+            f"No simulation in the lab bears on this inquiry: none of its {len(stated)} assertions states a "
+            "proposition the lab tests, so none was run.")}}
     config = SweepConfig.budget(run.sim_budget, seed=run.seed, device=run.device)
     writer = get_stream_writer()
     result = run_sweep(
@@ -33,13 +44,7 @@ def run_simulations(state: AuditState) -> dict:
         progress=lambda done, total: writer({"simulation": [done, total]}),
     )
     figures = write_figures(result, run.out_dir / "figures")
-    return {
-        "simulation": {
-            "plan": {"budget": run.sim_budget, "informs_claims": informs},
-            "result": state_form(result),
-            "figures": [str(p) for p in figures],
-        }
-    }
+    return {"simulation": {"plan": plan, "result": state_form(result), "figures": [str(p) for p in figures]}}
 
 
 def state_form(result: SweepResult) -> dict[str, Any]:
@@ -52,14 +57,21 @@ def state_form(result: SweepResult) -> dict[str, Any]:
     return result.model_dump()
 
 
-def sweep_result(state: AuditState) -> SweepResult:
-    """The lab's result held in the graph state, validated back into its typed form."""
-    return SweepResult.model_validate(state["simulation"]["result"])
+def sweep_result(state: AuditState) -> SweepResult | None:
+    """The lab's result held in the graph state, validated back into its typed form; None when skipped."""
+    held = state["simulation"].get("result")
+    return SweepResult.model_validate(held) if held is not None else None
+
+
+def skipped_because(state: AuditState) -> str | None:
+    """Why no simulation ran (one line for the report), or None when the lab ran."""
+    return state["simulation"].get("skipped")
 
 
 def sim_analysis(state: AuditState) -> SimAnalysis | None:
-    """The lab's analysis; None when no family in the sweep measures the tail."""
-    return sweep_result(state).analysis
+    """The lab's analysis; None when the lab did not run or no family in the sweep measures the tail."""
+    result = sweep_result(state)
+    return result.analysis if result is not None else None
 
 
 # --- reading the lab's results: one wording for the report, the bottom line and the questions ---

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from agent.assertions import Assertion
 from agent.models import AssertionAudit, Claim, ClaimAudit, Evidence, SimulationStance, Verdict
-from agent.narrative import bottom_line, follow_up_questions
-from agent.nodes.simulate import sim_analysis
+from agent.narrative import bottom_line, follow_up_questions, proposal_task
+from agent.nodes.simulate import sim_analysis, skipped_because
 from agent.services import services_for
 from agent.sim_evidence import simulation_stances
 from agent.state import AuditState
@@ -22,18 +22,25 @@ from simulations.analysis import SimAnalysis
 
 def synthesize(state: AuditState) -> dict:
     run, inquiry = state["run"], state["inquiry"]
-    analysis = sim_analysis(state)
-    judged_by = services_for(run).analyst.judged_by
+    analysis, skipped = sim_analysis(state), skipped_because(state)
+    services = services_for(run)
+    judged_by = services.analyst.judged_by
     audits = [
         audit_claim(claim, state["assertions"][claim.id], state["evidence"], state["cited"],
-                    state["citations"].get(claim.id, []), analysis, judged_by, split=state.get("splits", {}).get(claim.id, ""))
+                    state["citations"].get(claim.id, []), analysis, judged_by,
+                    split=state.get("splits", {}).get(claim.id, ""),
+                    no_lab="no simulation ran in this audit (see the simulation section)" if skipped else None)
         for claim in inquiry.claims
     ]
+    asked = proposal_task(inquiry.tasks)
+    follow_up_ids = {asked[0].id, *(t.id for t in asked[1])} if asked else set()
     return {
         "audits": audits,
-        "tasks": [task_finding(t.id, t.text, run, inquiry.claims, state["assertions"], analysis) for t in inquiry.tasks],
-        "follow_ups": follow_up_questions(audits, analysis),
-        "bottom_line": bottom_line(audits, analysis),
+        "tasks": [task_finding(t.id, t.text, run, inquiry.claims, state["assertions"], analysis, audits,
+                               follow_up=t.id in follow_up_ids)
+                  for t in inquiry.tasks],
+        "follow_ups": follow_up_questions(audits, analysis, inquiry.tasks, services.embedder),
+        "bottom_line": bottom_line(audits, analysis, skipped),
     }
 
 
@@ -43,7 +50,7 @@ def _judged(e: Evidence, source: str) -> Judged:
 
 def audit_claim(claim: Claim, assertions: list[Assertion], evidence: dict[str, list[Evidence]],
                 cited: dict[str, list[Evidence]], citations, analysis: SimAnalysis | None, judged_by,
-                split: str = "") -> ClaimAudit:
+                split: str = "", no_lab: str | None = None) -> ClaimAudit:
     per_assertion, audited = [], []
     for assertion in assertions:
         found = sorted(evidence.get(assertion.id, []), key=lambda e: -e.score)
@@ -55,7 +62,7 @@ def audit_claim(claim: Claim, assertions: list[Assertion], evidence: dict[str, l
         note = ("it states (or denies) a proposition the simulation lab decides: " + "; ".join(
                     f"{'denies' if s.denies else 'states'} that {s.proposition}" for s in lab) if lab
                 else "no simulation result bears on it: it states none of the lab's propositions"
-                if analysis is not None else "no simulations were run")
+                if analysis is not None else (no_lab or "no simulations were run"))
         audited.append(AssertionAudit(
             id=assertion.id, text=assertion.text, scope=assertion.scope, label=verdict.label, rests_on=verdict.rests_on,
             reason=verdict.reason, evidence=found, cited=own,

@@ -333,7 +333,7 @@ def _environment(autoescape: bool) -> Environment:
     return env
 
 
-def write_report(report: Report, out_dir: Path, figures: list[str], sweep: SweepResult) -> list[Path]:
+def write_report(report: Report, out_dir: Path, figures: list[str], sweep: SweepResult | None) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     context = {
         "r": report,
@@ -344,7 +344,7 @@ def write_report(report: Report, out_dir: Path, figures: list[str], sweep: Sweep
             if c.status in NOT_GROUNDED
         ],
         "claims": [claim_view(c) for c in report.claims],
-        "sim": sim_section(sweep),
+        "sim": sim_section(sweep) if sweep is not None else None,
         "figures": [Path(f) for f in figures],
     }
     md = out_dir / "report.md"
