@@ -119,7 +119,8 @@ def _coverage_loss(replaced) -> tuple[bool, str]:
     return lost, "; ".join(parts)
 
 
-def _regime(analysis: SimAnalysis) -> Finding | None:
+def _replace_vs_keep(analysis: SimAnalysis) -> tuple[bool, bool, str] | None:
+    """(pure recursion lost tail coverage, keeping the real data kept the tail mass, the numbers)."""
     replaced = _unbiased_replace(analysis)
     unbiased, _ = _headline(analysis)
     if not replaced or not unbiased:
@@ -129,6 +130,14 @@ def _regime(analysis: SimAnalysis) -> Finding | None:
     detail = (f"replacing the data each generation with the unbiased sampler: {numbers}; keeping the real data "
               f"({_held(analysis)}) {'kept' if kept else 'did not keep'} the tail mass above {1 - analysis.tolerance:g} "
               "of the real-only model at every tested share")
+    return lost, kept, detail
+
+
+def _regime(analysis: SimAnalysis) -> Finding | None:
+    compared = _replace_vs_keep(analysis)
+    if compared is None:
+        return None
+    lost, kept, detail = compared
     stance: Stance = "supports" if lost and kept else "qualifies" if lost or kept else "contradicts"
     return Finding(stance, detail)
 
@@ -145,17 +154,12 @@ def _tails_first(analysis: SimAnalysis) -> Finding | None:
 
 
 def _unavoidable(analysis: SimAnalysis) -> Finding | None:
-    replaced = _unbiased_replace(analysis)
-    unbiased, _ = _headline(analysis)
-    if not replaced or not unbiased:
+    compared = _replace_vs_keep(analysis)
+    if compared is None:
         return None
-    lost, numbers = _coverage_loss(replaced)
-    kept = all(b.status == "not_reached" for b in unbiased)
+    lost, kept, detail = compared
     if not lost:
-        return Finding("contradicts", f"even pure recursion did not lose tail coverage beyond its interval: {numbers}")
-    detail = (f"pure recursion (replacement, unbiased sampler) lost tail coverage: {numbers}; keeping the real data "
-              f"({_held(analysis)}) {'kept' if kept else 'did not keep'} the tail mass above {1 - analysis.tolerance:g} of "
-              "the real-only model at every tested share")
+        return Finding("contradicts", f"even pure recursion did not lose tail coverage beyond its interval: {detail}")
     # holds only when the data are replaced: a qualification, not a refutation of what replacement does
     return Finding("qualifies" if kept else "supports", detail)
 

@@ -49,7 +49,7 @@ def test_inevitability_holds_only_where_the_lab_lost_tails_and_keeping_real_data
     # The tiny lab: pure recursion loses tail coverage, while keeping the real data keeps the tail mass,
     # so inevitability holds only under replacement.
     assert found.judged.stance == "qualifies"
-    assert "lost tail coverage" in found.detail and "kept the tail mass" in found.detail
+    assert "replacing the data each generation" in found.detail and "kept the tail mass" in found.detail
     denied = stances("Collapse is not inevitable when models train on generated data", analysis)["simulations.unavoidable"]
     assert denied.denies and denied.judged.stance == "qualifies"
 
