@@ -44,6 +44,19 @@ def test_run_writes_every_report_format(audit):
     assert "citations grounded" in result.stderr and "report written" in result.stderr
 
 
+def test_report_bib_holds_every_grounded_citation_and_listed_paper(audit):
+    out, _ = audit
+    report = json.loads((out / "report.json").read_text())
+    bib = (out / "report.bib").read_text()
+    keys = re.findall(r"^@misc\{arxiv:([^,]+),$", bib, re.M)
+    grounded = {c["arxiv_id"] for c in report["citations"] if c["status"] == "grounded"}
+    listed = {e["arxiv_id"] for c in report["claims"] for a in c["assertions"] for e in a["evidence"]}
+    assert set(keys) == grounded | listed and len(keys) == len(set(keys))
+    entry = bib.split("@misc{arxiv:2305.17493,")[1].split("\n}\n")[0]
+    assert "title = {{The Curse of Recursion" in entry and "Shumailov" in entry and "year = {2023}" in entry
+    assert len(re.findall(r"(?<!\\)\{", bib)) == len(re.findall(r"(?<!\\)\}", bib)), "unescaped braces balance"
+
+
 def test_markdown_tables_are_well_formed(audit):
     out, _ = audit
     lines = (out / "report.md").read_text().splitlines()

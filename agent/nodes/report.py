@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import platform
 from datetime import datetime, timezone
+from pathlib import Path
 from importlib.metadata import version
 
 from agent.models import Evidence, Report, SourceInfo
 from agent.nodes.simulate import lab_answer, skipped_because, sweep_result
+from agent.report.bibtex import bibtex
 from agent.report.render import write_report
 from agent.services import services_for
 from agent.state import AuditState
@@ -61,7 +63,21 @@ def write_audit_report(state: AuditState) -> dict:
         },
     )
     files = write_report(report, run.out_dir, figures=figures, sweep=sweep)
+    files.append(_write_bib(state, citations, judgements, run.out_dir))
     return {"report_files": [str(f) for f in files]}
+
+
+def _write_bib(state: AuditState, citations: list, judgements: list[Evidence], out_dir) -> Path:
+    """report.bib: the grounded citations, then every retrieved paper the report lists."""
+    shown = {e.arxiv_id for e in judgements}
+    retrieved = {c.paper.id: c.paper for found in state.get("candidates", {}).values() for c in found
+                 if c.paper.id in shown}
+    cited = [c.paper for c in citations if c.status == "grounded" and c.paper is not None]
+    path = out_dir / "report.bib"
+    path.write_text(bibtex([*cited, *retrieved.values()],
+                           {i: p.primary_category for i, p in retrieved.items() if p.primary_category}),
+                    encoding="utf-8")
+    return path
 
 
 def simulations_section(sweep: SweepResult, plan: dict, figures: list[str]) -> dict:
