@@ -1,5 +1,9 @@
 """The user's own claims: a JSON-lines file of Claim records, origin "user", ids U1, U2, ...
 
+Each audit has its own store (agent/projects.py says which). A claim is the same claim when its text
+is, compared by ``claim_key`` (case-folded, whitespace collapsed), so adding or importing it again
+into an audit that holds it already, in its store or in its inquiry, adds nothing.
+
 Nothing is lost silently: `remove` moves a claim to a sibling archive ("claims.removed.jsonl"), and
 ids are numbered past every id in the store and the archive, so a removed id is never reused.
 Claims files for `import`/`validate` are .jsonl (one Claim object per line) or .json (a list of
@@ -12,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +117,7 @@ def claims_file_warnings(claims: list[Claim]) -> list[str]:
             warnings.append(f"{claim.id} has no date: add the year it was claimed, e.g. '(2024, arXiv:...)'")
         if not claim.citations:
             warnings.append(f"{claim.id} cites no arXiv ID: it can only be checked by literature search")
-        key = _text_key(claim.text)
+        key = claim_key(claim.text)
         if key in seen:
             warnings.append(f"{claim.id} repeats {seen[key]}")
         seen.setdefault(key, claim.id)
@@ -122,7 +127,10 @@ def claims_file_warnings(claims: list[Claim]) -> list[str]:
 
 
 class ClaimsStore:
-    """The JSON-lines store of user claims at ``path`` (default: Settings().claims_path)."""
+    """The JSON-lines store of one audit's user claims at ``path``.
+
+    ``known`` claims (the audit's inquiry's) count as already there when adding or importing.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -138,14 +146,19 @@ class ClaimsStore:
         dated: str | None = None,
         tags: list[str] | None = None,
         durability: str | None = None,
+        known: Sequence[Claim] = (),
     ) -> Claim:
-        """Store a new claim; refuses a claim whose text is already stored."""
+        """Store a new claim; refuses a claim that is already there."""
         claim = user_claim(text, self._next_id(), dated=dated, tags=tags, durability=durability)
-        existing = {_text_key(c.text): c.id for c in self.list_claims()}
-        if _text_key(claim.text) in existing:
-            raise ClaimsStoreError(f"this claim is already stored as {existing[_text_key(claim.text)]}")
+        present = self.present(known).get(claim_key(claim.text))
+        if present:
+            raise ClaimsStoreError(f"this claim is already in this audit as {present}")
         self._append(self.path, [claim])
         return claim
+
+    def present(self, known: Sequence[Claim] = ()) -> dict[str, str]:
+        """``claim_key`` -> id of every claim already there: ``known`` ones first, then the stored ones."""
+        return {claim_key(c.text): c.id for c in reversed([*known, *self.list_claims()])}
 
     def remove(self, claim_id: str) -> Claim:
         """Move a claim to the archive file; its id is not given out again."""
@@ -158,21 +171,24 @@ class ClaimsStore:
         self._rewrite([c for c in claims if c is not match])
         return match
 
-    def import_claims(self, claims: list[Claim]) -> tuple[list[Claim], list[Claim]]:
-        """Store copies of ``claims`` under new user ids; returns (added, skipped as already stored)."""
-        stored = {_text_key(c.text) for c in self.list_claims()}
+    def import_claims(self, claims: list[Claim], known: Sequence[Claim] = ()) -> tuple[list[Claim], list[tuple[Claim, str]]]:
+        """Store copies of ``claims`` under new user ids, once each: importing again adds nothing.
+
+        Returns (the added claims, each claim already there with the id it is there as).
+        """
+        present = self.present(known)
         first = self._next_number()
         added: list[Claim] = []
-        skipped: list[Claim] = []
+        already: list[tuple[Claim, str]] = []
         for claim in claims:
-            key = _text_key(claim.text)
-            if key in stored:
-                skipped.append(claim)
+            key = claim_key(claim.text)
+            if key in present:
+                already.append((claim, present[key]))
                 continue
-            stored.add(key)
             added.append(claim.model_copy(update={"id": f"U{first + len(added)}", "origin": "user"}))
+            present[key] = added[-1].id
         self._append(self.path, added)
-        return added, skipped
+        return added, already
 
     def _next_id(self) -> str:
         return f"U{self._next_number()}"
@@ -213,8 +229,9 @@ class ClaimsStore:
         os.replace(temporary, self.path)
 
 
-def _text_key(text: str) -> str:
-    return " ".join(text.lower().split())
+def claim_key(text: str) -> str:
+    """What makes two claims the same claim: their text, case-folded, whitespace collapsed."""
+    return " ".join(text.casefold().split())
 
 
 def _jsonl_records(path: Path, text: str) -> list[tuple[str, Any]]:

@@ -19,23 +19,26 @@ from typing import Optional
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
 from agent.claims_store import (
     CLAIMS_FILE_SUFFIXES,
-    ClaimsStore,
     ClaimsStoreError,
+    claim_key,
     claims_file_warnings,
     read_claims_file,
 )
 from agent.config import Settings
-from agent.inquiry import InquiryError, load_default_inquiry, load_inquiry
+from agent.inquiry import InquiryError, load_inquiry
 from agent.models import Claim
+from agent.projects import Audit, AuditError, current_audit, init_project, inquiry_for_run
 from agent.state import RunConfig
 from agent.store import RunRecord, RunStore, UnknownRun
 from tools.grounding import NOT_GROUNDED, CitationCheck, summarize, verify_text
 from tools.snapshot import Snapshot
+from tools.snapshot_update import MAX_PAGE_SIZE, MAX_PAPERS, Topic, UpdateInterrupted, UpdateReport, update_snapshot
 
 # Heavy modules (torch, langgraph, sentence-transformers) are imported inside the commands that
 # need them, so `--help` and bad-input errors answer at once.
@@ -55,7 +58,7 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 # --- run -------------------------------------------------------------------------------------
 
 
-SOURCES, LLMS, BUDGETS, DEVICES = ("auto", "snapshot", "arxiv"), ("none", "openai"), ("tiny", "small", "full"), ("auto", "cpu", "cuda")
+SOURCES, LLMS, BUDGETS, DEVICES = ("auto", "snapshot", "arxiv"), ("none", "openai"), ("none", "tiny", "small", "full"), ("auto", "cpu", "cuda")
 _RELATIVE = re.compile(r"^(\d+)\s*(d|w|mo|y)$")
 _UNIT_DAYS = {"d": 1, "w": 7, "mo": 30.44, "y": 365.25}
 STAGE_LABELS = {
@@ -106,16 +109,16 @@ def _check_out_dir(out: Path, force: bool) -> None:
 
 @app.command()
 def run(
-    inquiry: Optional[Path] = typer.Option(None, help="Inquiry prompt to audit (default: the packaged inquiry)."),
-    claims: Optional[Path] = typer.Option(None, help="Extra claims file (.jsonl/.json); default: your claim store."),
+    inquiry: Optional[Path] = typer.Option(None, help="Inquiry prompt to audit (default: the current project's, else the packaged inquiry)."),
+    claims: Optional[Path] = typer.Option(None, help="Extra claims file (.jsonl/.json); default: the audit's claims registry."),
     source: str = typer.Option("auto", help="Literature source: auto | snapshot | arxiv."),
     arxiv_url: Optional[str] = typer.Option(None, help="arXiv API base URL (env ARXIV_API_URL)."),
     llm: str = typer.Option("none", help="Analyst: none (offline heuristics) | openai (any OpenAI-compatible endpoint)."),
     model: Optional[str] = typer.Option(None, help="Model name for --llm openai (env COLLAPSE_AUDIT_MODEL)."),
     since: Optional[str] = typer.Option(None, help="Only literature since DATE (YYYY-MM-DD) or a span: 30d, 8w, 6mo, 1y."),
-    sim_budget: str = typer.Option("small", help="Simulation budget: tiny | small | full."),
+    sim_budget: str = typer.Option("small", help="Simulation budget: none | tiny | small | full (none: skip the simulations)."),
     device: str = typer.Option("auto", help="Simulation device: auto | cpu | cuda."),
-    out: Optional[Path] = typer.Option(None, help="Report directory (default ./audit-RUN_ID)."),
+    out: Optional[Path] = typer.Option(None, help="Report directory (default: PROJECT/runs/RUN_ID in a project, else ./audit-RUN_ID)."),
     resume: Optional[str] = typer.Option(None, metavar="RUN_ID", help="Continue a crashed run where it stopped."),
     seed: int = typer.Option(0, help="Seed for the simulations."),
     force: bool = typer.Option(False, help="Overwrite a non-empty --out directory."),
@@ -134,11 +137,13 @@ def run(
     else:
         from simulations.device import resolve_device
 
+        audit = _audit(inquiry)
         today = datetime.now(timezone.utc).date()
         run_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+        default_out = audit.project.runs_dir / run_id if audit.project else Path(f"audit-{run_id}")
         config = RunConfig(
             run_id=run_id, run_date=today,
-            inquiry_path=inquiry.resolve() if inquiry else None,
+            inquiry_path=audit.inquiry_path,
             claims_path=claims.resolve() if claims else None,
             source=_choice("--source", source, SOURCES),
             arxiv_url=arxiv_url or settings.arxiv_url,
@@ -147,18 +152,17 @@ def run(
             sim_budget=_choice("--sim-budget", sim_budget, BUDGETS),
             device=_choice("--device", device, DEVICES),
             seed=seed,
-            out_dir=(out or Path(f"audit-{run_id}")).resolve(),
+            out_dir=(out or default_out).resolve(),
         )
         try:
             resolve_device(config.device)
         except ValueError as error:
             raise fail(f"--device {device}: {error}") from None
         try:
-            parsed = load_inquiry(config.inquiry_path) if config.inquiry_path else load_default_inquiry()
-            extra = read_claims_file(config.claims_path) if config.claims_path else []
-        except (InquiryError, ClaimsStoreError) as error:
+            parsed = inquiry_for_run(config)  # what the first stage will read, checked before the run starts
+        except (InquiryError, ClaimsStoreError, AuditError) as error:
             raise fail(str(error)) from None
-        if not parsed.claims and not extra:
+        if not parsed.claims:
             raise fail("the inquiry holds no claims to audit; add bulleted, dated claims")
         _check_out_dir(config.out_dir, force)
         record = store.create(config)
@@ -216,6 +220,30 @@ def _execute(store: RunStore, record: RunRecord) -> None:
     console.print(f"done in {time.perf_counter() - t0:.1f}s")
     for f in files[:3]:
         typer.echo(f)
+
+
+# --- init -------------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    directory: Path = typer.Argument(Path("."), metavar="[DIR]", help="Project directory (default: the current one; made if missing)."),
+    inquiry: Optional[Path] = typer.Option(None, help="Inquiry prompt to copy into the project (default: the packaged inquiry)."),
+) -> None:
+    """Make an audit project: its inquiry, its own claims registry and its runs directory.
+
+    Commands run inside DIR (or below it) work on this project. An existing project is left as it is (exit 0).
+    """
+    try:
+        project, created = init_project(directory, inquiry)
+    except (AuditError, InquiryError) as error:
+        raise fail(str(error)) from None
+    if not created:
+        typer.echo(f"{project.directory} is already an audit project; nothing was changed")
+        return
+    source = inquiry or "the packaged default inquiry"
+    typer.echo(f"audit project in {project.directory}: inquiry {project.inquiry_path.name} (from {source}), "
+               f"claims {project.claims_path.name}, runs {project.runs_dir.name}/")
 
 
 # --- verify-citations -------------------------------------------------------------------------
@@ -310,31 +338,51 @@ def _print_checks(checks: list[CitationCheck], summary: dict) -> None:
 
 claims_app = typer.Typer(no_args_is_help=True, help="List, add, remove, validate and import claims.")
 app.add_typer(claims_app, name="claims")
-claims_out = Console(soft_wrap=True)
+# Claim texts and paths are printed as written: "[undated; unassessed]" is not Rich markup.
+claims_out = Console(soft_wrap=True, markup=False, highlight=False)
 CLAIMS_FORMATS = ("table", "json")
 DURABILITIES = ("durable", "perishable", "unassessed")
 
 
-def _claims_store() -> ClaimsStore:
-    return ClaimsStore(Settings().claims_path)
+AUDIT_HELP = "Inquiry whose audit to use (default: the current project's, else the packaged inquiry's)."
+
+
+def _audit(inquiry: Optional[Path]) -> Audit:
+    """The audit a command works on (agent/projects.py), saying once if a legacy registry moved."""
+    try:
+        audit = current_audit(inquiry)
+    except AuditError as error:
+        raise fail(str(error)) from None
+    if audit.notice:
+        console.print(f"[yellow]note:[/yellow] {audit.notice}", highlight=False, soft_wrap=True)
+    return audit
+
+
+def _audit_inquiry_claims(audit: Audit) -> list[Claim]:
+    try:
+        return audit.load_inquiry().claims
+    except InquiryError as error:
+        raise fail(str(error)) from None
 
 
 @claims_app.command("list")
 def claims_list(
-    inquiry: Optional[Path] = typer.Option(None, help="Inquiry prompt; default: the shipped prompts/inquiry.md."),
+    inquiry: Optional[Path] = typer.Option(None, help=AUDIT_HELP),
     format: str = typer.Option("table", "--format", help="table or json (a list of claims)."),
 ) -> None:
-    """The inquiry's claims, then the user's own."""
+    """The audit's claims: its inquiry's, then the user's own. Says which audit (on stderr with --format json)."""
     if format not in CLAIMS_FORMATS:
         raise fail(f"--format must be one of {', '.join(CLAIMS_FORMATS)}, not {format!r}")
+    audit = _audit(inquiry)
     try:
-        parsed = load_inquiry(inquiry) if inquiry else load_default_inquiry()
-        claims = parsed.claims + _claims_store().list_claims()
-    except (InquiryError, ClaimsStoreError) as error:
-        raise fail(str(error))
+        claims = _audit_inquiry_claims(audit) + audit.store.list_claims()
+    except ClaimsStoreError as error:
+        raise fail(str(error)) from None
     if format == "json":
+        console.print(f"audit: {audit.describe()}", highlight=False, soft_wrap=True)  # stdout stays JSON
         print(json.dumps([claim.model_dump() for claim in claims], indent=2, ensure_ascii=False))
         return
+    claims_out.print(f"audit: {audit.describe()}")
     table = Table("id", "dated", "durability", "tags", "citations", show_lines=True)
     table.add_column("claim", overflow="fold", ratio=1)
     for claim in claims:
@@ -350,31 +398,42 @@ def claims_add(
     date: Optional[str] = typer.Option(None, "--date", help="When it was claimed: 2024 or 2024-2025 (default: read from the text)."),
     tag: Optional[list[str]] = typer.Option(None, "--tag", help="A tag; repeat for several (default: from the keyword vocabulary)."),
     durability: Optional[str] = typer.Option(None, help="durable, perishable or unassessed (default)."),
+    inquiry: Optional[Path] = typer.Option(None, help=AUDIT_HELP),
 ) -> None:
-    """Add a claim of your own to the store (ids U1, U2, ...)."""
+    """Add a claim of your own to the audit (ids U1, U2, ...); a claim already there is refused."""
     if durability is not None and durability not in DURABILITIES:
         raise fail(f"--durability must be one of {', '.join(DURABILITIES)}, not {durability!r}")
+    audit = _audit(inquiry)
     try:
-        claim = _claims_store().add(text, dated=date, tags=tag or None, durability=durability)
+        claim = audit.store.add(text, dated=date, tags=tag or None, durability=durability, known=_audit_inquiry_claims(audit))
     except ClaimsStoreError as error:
-        raise fail(str(error))
-    claims_out.print(f"added {claim.id}: {_describe(claim)}")
+        raise fail(str(error)) from None
+    claims_out.print(f"added {claim.id} to {audit.describe()}: {_describe(claim)}")
 
 
 @claims_app.command("remove")
-def claims_remove(claim_id: str = typer.Argument(..., metavar="ID", help="A user claim id, e.g. U2.")) -> None:
-    """Remove one of your claims (it is kept in the store's .removed.jsonl archive)."""
-    store = _claims_store()
+def claims_remove(
+    claim_id: str = typer.Argument(..., metavar="ID", help="A user claim id, e.g. U2."),
+    inquiry: Optional[Path] = typer.Option(None, help=AUDIT_HELP),
+) -> None:
+    """Remove one of your claims from the audit (it is kept in the registry's .removed.jsonl archive)."""
+    store = _audit(inquiry).store
     try:
         claim = store.remove(claim_id)
     except ClaimsStoreError as error:
-        raise fail(str(error))
+        raise fail(str(error)) from None
     claims_out.print(f"removed {claim.id} (archived in {store.removed_path})")
 
 
 @claims_app.command("validate")
-def claims_validate(file: Path = typer.Argument(..., help="An inquiry prompt (.md/.txt) or a claims .jsonl/.json file.")) -> None:
-    """Check a file of claims; exit 2 when it cannot be used, 0 when it can (warnings included)."""
+def claims_validate(
+    file: Path = typer.Argument(..., help="An inquiry prompt (.md/.txt) or a claims .jsonl/.json file."),
+    inquiry: Optional[Path] = typer.Option(None, help=AUDIT_HELP),
+) -> None:
+    """Check a file of claims; exit 2 when it cannot be used, 0 when it can (warnings included).
+
+    Also says how many of its claims the audit holds already, i.e. what `claims import` would skip.
+    """
     try:
         if file.suffix.lower() in CLAIMS_FILE_SUFFIXES:
             claims, extra = read_claims_file(file), ""
@@ -382,25 +441,35 @@ def claims_validate(file: Path = typer.Argument(..., help="An inquiry prompt (.m
             parsed = load_inquiry(file)
             claims, extra = parsed.claims, f", {len(parsed.anchors)} anchors, {len(parsed.tasks)} tasks"
     except (InquiryError, ClaimsStoreError) as error:
-        raise fail(str(error))
+        raise fail(str(error)) from None
     for warning in claims_file_warnings(claims):
         console.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
-    claims_out.print(f"valid: {file}: {len(claims)} claims{extra}")
+    audit = _audit(inquiry)
+    try:
+        present = audit.store.present(_audit_inquiry_claims(audit))
+    except ClaimsStoreError as error:
+        raise fail(str(error)) from None
+    already = sum(claim_key(claim.text) in present for claim in claims)
+    claims_out.print(f"valid: {file}: {len(claims)} claims{extra}; {already} already in {audit.describe()}")
 
 
 @claims_app.command("import")
-def claims_import(file: Path = typer.Argument(..., help="A claims .jsonl/.json file or an inquiry-shaped .md.")) -> None:
-    """Add every claim of a file to the store under new ids; claims already stored are skipped."""
-    store = _claims_store()
+def claims_import(
+    file: Path = typer.Argument(..., help="A claims .jsonl/.json file or an inquiry-shaped .md."),
+    inquiry: Optional[Path] = typer.Option(None, help=AUDIT_HELP),
+) -> None:
+    """Add every claim of a file to the audit under new ids, once: a claim already there (same text,
+    ignoring case and spacing) is not added again, so importing twice adds nothing the second time."""
+    audit = _audit(inquiry)
     try:
-        added, skipped = store.import_claims(read_claims_file(file))
+        added, already = audit.store.import_claims(read_claims_file(file), known=_audit_inquiry_claims(audit))
     except ClaimsStoreError as error:
-        raise fail(str(error))
+        raise fail(str(error)) from None
     for claim in added:
         claims_out.print(f"added {claim.id}: {_describe(claim)}")
-    for claim in skipped:
-        claims_out.print(f"skipped (already stored): {_describe(claim)}")
-    claims_out.print(f"imported {len(added)} claims, skipped {len(skipped)}, into {store.path}")
+    for claim, claim_id in already:
+        claims_out.print(f"already there as {claim_id}: {_describe(claim)}")
+    claims_out.print(f"added {len(added)} claims, {len(already)} already there, to {audit.describe()}")
 
 
 def _describe(claim: Claim) -> str:
@@ -543,7 +612,7 @@ def simulate(
 # --- snapshot ---------------------------------------------------------------------------------
 
 
-snapshot_app = typer.Typer(no_args_is_help=True, help="The offline literature index (packaged snapshot + Kaggle files).")
+snapshot_app = typer.Typer(no_args_is_help=True, help="The offline literature index (packaged snapshot + Kaggle files + arXiv topics).")
 app.add_typer(snapshot_app, name="snapshot")
 
 
@@ -577,9 +646,80 @@ def snapshot_ingest(
 
 @snapshot_app.command("stats")
 def snapshot_stats() -> None:
-    """Print the index's counts (by source, by year) and date range as JSON."""
+    """Print the index's counts (by origin, topic, category, year, month) and date range as JSON."""
     stats = _open_snapshot().stats()
     typer.echo(json.dumps(stats, indent=2))
+
+
+@snapshot_app.command("update")
+def snapshot_update(
+    query: Optional[str] = typer.Option(None, help='Topic words, all required (AND); quote a phrase: \'"model collapse" synthetic\'. Required.'),
+    category: Optional[str] = typer.Option(None, help="Only papers in this arXiv category, e.g. cs.LG."),
+    since: Optional[str] = typer.Option(None, help="Only papers submitted since DATE (YYYY-MM-DD) or a span: 30d, 8w, 6mo, 1y."),
+    max_papers: int = typer.Option(500, "--max", help="Hold the newest N matching papers (1-30000)."),
+    page_size: int = typer.Option(100, help="Papers per request (1-2000)."),
+    retries: int = typer.Option(3, help="Retries of a failing request, with backoff, before stopping (0-10)."),
+    arxiv_url: Optional[str] = typer.Option(None, help="arXiv API base URL (env ARXIV_API_URL)."),
+) -> None:
+    """Fetch a topic's papers from live arXiv into the offline index: rate-limited, resumable, cached.
+
+    Rerun the same command to continue an interrupted update, or to fetch what arXiv announced since.
+    Exit 0 done, 2 bad input, 3 arXiv unreachable (the pages written are kept).
+    """
+    from tools.arxiv_api import ArxivClient
+
+    if query is None:
+        raise fail('--query is required: the topic to fetch, e.g. --query "model collapse"')
+    if not 1 <= max_papers <= MAX_PAPERS:
+        raise fail(f"--max {max_papers}: give 1 to {MAX_PAPERS} (arXiv serves at most {MAX_PAPERS} results per query; narrow it with --category or --since)")
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise fail(f"--page-size {page_size}: give 1 to {MAX_PAGE_SIZE} (arXiv's most per request)")
+    if not 0 <= retries <= 10:
+        raise fail(f"--retries {retries}: give 0 to 10")
+    try:
+        topic = Topic.parse(query, category=category, since=parse_since(since, datetime.now(timezone.utc).date()) if since else None)
+    except ValueError as error:
+        raise fail(escape(str(error))) from None  # the user's words may hold [brackets]
+    snapshot = _open_snapshot()
+    client = ArxivClient(arxiv_url or Settings().arxiv_url, max_retries=retries)
+    try:
+        # no bar when stderr is not a terminal (cron, pipes): the summary line stays the only output
+        with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+            task = bar.add_task("arXiv pages", total=None)
+            report = update_snapshot(
+                snapshot, client, topic, max_papers=max_papers, page_size=page_size,
+                on_page=lambda r: bar.update(task, completed=r.pages, description=f"{r.added + r.updated} papers written"),
+            )
+    except UpdateInterrupted as error:
+        kept = error.report
+        kept_line = (
+            f"kept {kept.added} new and {kept.updated} updated papers from {kept.pages} page{'s' if kept.pages != 1 else ''}; "
+            "rerun the same command to continue from there"
+            if kept.pages else "nothing was written; rerun the same command when arXiv answers"
+        )
+        raise fail(escape(f"{error}. {kept_line}"), EXIT_UNREACHABLE) from None
+    finally:
+        client.close()
+    console.print(_update_summary(report, snapshot), markup=False, highlight=False, soft_wrap=True)
+
+
+def _update_summary(report: UpdateReport, snapshot: Snapshot) -> str:
+    """One line: what was written, and whether the topic is complete."""
+    pages = f"{report.pages} page{'s' if report.pages != 1 else ''}"
+    written = f"{report.added} papers added, {report.updated} updated, {pages} fetched"
+    where = f"[{report.search_query}] → {snapshot.index_path}"
+    if report.up_to_date:
+        return f"up to date: arXiv announced nothing for this topic since the last update (checked {pages}); the index holds {report.held} of {report.total} matching {where}"
+    if report.total == 0:
+        state = "complete: arXiv has no paper matching this query; try fewer words, a quoted phrase, or no --category/--since"
+    elif report.complete and report.target < report.total:
+        state = f"complete: the index holds the newest {report.target} of {report.total} matching papers (raise --max for more)"
+    elif report.complete:
+        state = f"complete: the index holds all {report.total} matching papers"
+    else:
+        state = f"incomplete: {report.held} of {report.target} held; rerun the same command to continue"
+    resumed = f"resumed at offset {report.resumed_at}; " if report.resumed_at is not None else ""
+    return f"{resumed}{written}; {state} {where}"
 
 
 if __name__ == "__main__":

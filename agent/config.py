@@ -44,8 +44,13 @@ class Settings(BaseSettings):
         return self.home / "snapshot.sqlite"
 
     @property
-    def claims_path(self) -> Path:
-        """The user's own claims, added with `collapse-audit claims add`."""
+    def audits_dir(self) -> Path:
+        """Claims registries of audits that are not projects, one directory per inquiry (agent/projects.py)."""
+        return self.home / "audits"
+
+    @property
+    def legacy_claims_path(self) -> Path:
+        """The one claims registry of versions before audits; moved to the default audit on first use."""
         return self.home / "claims.jsonl"
 
     @property

@@ -5,8 +5,10 @@
 
 GET /api/query answers like export.arxiv.org (shared/notes/api_notes.md §3): `id_list` returns the
 listed papers (latest version in <id>, unknown IDs silently dropped, `totalResults` = entries),
-a malformed ID gets HTTP 400 with one Error entry, `search_query` matches words (all:/ti:/abs:/au:)
-and a `submittedDate:[.. TO ..]` range. Faults are scripted per request (`server.faults.extend([...])`)
+a malformed ID gets HTTP 400 with one Error entry, `search_query` matches words and quoted phrases
+(all:/ti:/abs:/au:; clauses joined by AND must all match, terms inside one clause by OR), `cat:`
+(any of a paper's categories) and a `submittedDate:[.. TO ..]` range; `sortBy=submittedDate` orders
+by date (`sortOrder`), otherwise by words matched. Faults are scripted per request (`server.faults.extend([...])`)
 or constant (`server.always = "503"`):
   "503"        HTTP 503
   "429"        HTTP 429 with Retry-After: `retry_after` seconds
@@ -182,6 +184,8 @@ class ArxivServer:
             found = [f for f in found if f is not None]
         else:
             found = self._search(params.get("search_query", ""))
+            if params.get("sortBy") == "submittedDate":
+                found.sort(key=lambda pv: (pv[0].published, pv[0].id), reverse=params.get("sortOrder") != "ascending")
         start = int(params.get("start", "0"))
         page = found[start : start + int(params.get("max_results", "10"))]
         if fault == "empty":
@@ -201,14 +205,22 @@ class ArxivServer:
     def _search(self, query: str) -> list[tuple[Paper, int]]:
         window = re.search(r"submittedDate:\[(\d{8})\d{4} TO (\d{8})\d{4}\]", query)
         low, high = (window.group(1), window.group(2)) if window else ("00000000", "99999999")
-        words = [w.lower() for w in re.findall(r"(?:all|ti|abs|au):\"?([^\s\")]+)", query)]
+        categories = re.findall(r"cat:([\w.\-]+)", query)
+        clauses = [
+            [(phrase or word).lower() for phrase, word in re.findall(r"(?:all|ti|abs|au):(?:\"([^\"]+)\"|([^\s\")]+))", clause)]
+            for clause in re.split(r"\s+AND\s+", query)
+        ]
+        clauses = [terms for terms in clauses if terms]  # a date or category clause holds no words
         scored = []
         for paper in self.papers.values():
             if not low <= paper.published.strftime("%Y%m%d") <= high:
                 continue
-            text = f"{paper.title} {paper.summary} {' '.join(paper.authors)}".lower()
-            hits = sum(w in text for w in words)
-            if hits:
+            if any(c not in paper.categories for c in categories):
+                continue
+            text = " ".join(re.findall(r"[^\W_]+", f"{paper.title} {paper.summary} {' '.join(paper.authors)}".lower()))
+            matched = [sum(term in text for term in terms) for terms in clauses]
+            hits = sum(matched)
+            if hits and all(matched):
                 scored.append((hits, paper.id, paper))
         scored.sort(key=lambda t: (-t[0], t[1]))
         return [(paper, paper.versions or 1) for _, _, paper in scored]

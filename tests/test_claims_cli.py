@@ -16,7 +16,12 @@ INQUIRIES = Path(__file__).parent / "data" / "inquiries"
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("COLLAPSE_AUDIT_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)  # outside any project: the commands work on the default inquiry's audit
     return tmp_path / "home"
+
+
+def registry(home: Path, name: str = "claims.jsonl") -> Path:
+    return home / "audits" / "default" / name
 
 
 def claims(*args: str):
@@ -50,7 +55,7 @@ def test_add_list_remove_round_trip(home):
     assert result.exit_code == 0 and "removed U1" in result.stdout
     assert claims("add", "A third claim (2026).").exit_code == 0
     assert [c["id"] for c in listed() if c["origin"] == "user"] == ["U2", "U3"]  # U1 is never reused
-    archived = [json.loads(line) for line in (home / "claims.removed.jsonl").read_text().splitlines()]
+    archived = [json.loads(line) for line in registry(home, "claims.removed.jsonl").read_text().splitlines()]
     assert [c["id"] for c in archived] == ["U1"]
 
     table = claims("list")
@@ -79,12 +84,12 @@ def test_import_claims_files_and_inquiries_without_duplicates(home, tmp_path):
     batch.write_text(json.dumps({"claims": [{"text": "Ratio matters (2025)", "durability": "durable"}, {"text": "Seeds help"}]}))
     result = claims("import", str(batch))
     assert result.exit_code == 0, result.output
-    assert "imported 2 claims, skipped 0" in result.stdout
+    assert "added 2 claims, 0 already there" in result.stdout
 
     result = claims("import", str(INQUIRIES / "reward_hacking.txt"))
-    assert "imported 4 claims, skipped 0" in result.stdout
+    assert "added 4 claims, 0 already there" in result.stdout
     again = claims("import", str(INQUIRIES / "reward_hacking.txt"))
-    assert again.exit_code == 0 and "imported 0 claims, skipped 4" in again.stdout
+    assert again.exit_code == 0 and "added 0 claims, 4 already there" in again.stdout
 
     user = [c for c in listed() if c["origin"] == "user"]
     assert [c["id"] for c in user] == ["U1", "U2", "U3", "U4", "U5", "U6"]
@@ -128,9 +133,9 @@ def test_bad_input_exits_2_with_one_line(home, tmp_path, args, message):
 def test_duplicate_add_and_corrupt_store_exit_2_without_touching_the_store(home):
     assert claims("add", "Diversity matters (2024)").exit_code == 0
     duplicate = claims("add", "diversity   matters (2024)")
-    assert duplicate.exit_code == 2 and "already stored as U1" in duplicate.stderr
+    assert duplicate.exit_code == 2 and "already in this audit as U1" in duplicate.stderr
 
-    store = home / "claims.jsonl"
+    store = registry(home)
     store.write_text(store.read_text() + "not json\n")
     before = store.read_bytes()
     for args in (["list"], ["add", "Another claim"], ["remove", "U1"]):

@@ -72,9 +72,12 @@ class Feed:
     total_results: int
     errors: list[str] = field(default_factory=list)  # Error entries' summaries (HTTP 400)
 
-    def truncated(self, page_size: int) -> bool:
-        """A page holding fewer entries than it announces: arXiv's empty-page glitch."""
-        return len(self.papers) < min(self.total_results, page_size)
+    def truncated(self, page_size: int, start: int = 0) -> bool:
+        """A page holding fewer entries than it announces: arXiv's empty-page glitch.
+
+        `start`: the page's offset; the last page of a search holds only what is left after it.
+        """
+        return len(self.papers) < min(max(self.total_results - start, 0), page_size)
 
 
 @dataclass
@@ -252,6 +255,18 @@ class ArxivClient:
         )
         return feed.papers[:limit]
 
+    def search_page(self, search_query: str, *, start: int, max_results: int) -> Feed:
+        """One page of a raw `search_query`, newest submissions first, for paging with `start`.
+
+        Newest first: papers announced later go to the front, so a resumed walk re-reads a few
+        papers instead of skipping any, and the newest are within arXiv's 30000-per-query reach.
+        A page with fewer entries than announced is retried like any fault (ArxivUnavailable).
+        """
+        return self._get(
+            {"search_query": search_query, "start": str(start), "max_results": str(max_results),
+             "sortBy": "submittedDate", "sortOrder": "descending"}
+        )
+
     def _id_feed(self, batch: list[str]) -> Feed:
         params = {"id_list": ",".join(batch), "start": "0", "max_results": str(len(batch))}
         feed = self._get(params)
@@ -275,7 +290,7 @@ class ArxivClient:
                 except httpx.TransportError as error:
                     problem, wait = f"unreachable ({type(error).__name__}: {error})", self._backoff(attempt)
                 else:
-                    feed, problem, wait = self._classify(response, attempt, int(params.get("max_results", "10")))
+                    feed, problem, wait = self._classify(response, attempt, int(params.get("max_results", "10")), int(params.get("start", "0")))
                     if feed is not None:
                         return feed
                 if wait is None or attempt == retries:
@@ -283,7 +298,7 @@ class ArxivClient:
                 self.clock.sleep(wait)
         raise ArxivUnavailable(f"arXiv API at {self.base_url}: {problem}")
 
-    def _classify(self, response: httpx.Response, attempt: int, page_size: int) -> tuple[Feed | None, str, float | None]:
+    def _classify(self, response: httpx.Response, attempt: int, page_size: int, start: int = 0) -> tuple[Feed | None, str, float | None]:
         """(feed, problem, wait before retrying or None for no retry)."""
         status = response.status_code
         if status == 429 or status >= 500:
@@ -300,7 +315,7 @@ class ArxivClient:
             return None, f"HTTP {status}", None
         if status != 200:
             return None, f"HTTP {status}", None
-        if feed.truncated(page_size):
+        if feed.truncated(page_size, start):
             self._glitch()
             return None, f"empty page ({len(feed.papers)} of {feed.total_results} announced entries)", self._backoff(attempt)
         return feed, "", None

@@ -3,12 +3,13 @@
 The packaged snapshot (tools/data/arxiv_snapshot.jsonl) holds bibliographic facts plus our own-words
 summaries and findings, so its papers come back with `summary_is_paraphrase=True`. The same index also
 takes the public Kaggle "arXiv metadata OAI snapshot" (JSON Lines, one paper per line), whose
-`abstract` is the paper's real abstract.
+`abstract` is the paper's real abstract, and papers fetched from the live API by `snapshot update`
+(tools.snapshot_update), with their real abstracts too.
 
-One row per arXiv ID. A Kaggle row replaces a packaged row with the same ID (a real abstract beats a
-paraphrase) but keeps its `topics`; our paraphrased `findings` are dropped with the paraphrase, so no
-quote can be taken from them as if it were the abstract. Reloading the packaged data never overwrites
-Kaggle rows.
+One row per arXiv ID. A Kaggle or arXiv row replaces a packaged row with the same ID (a real abstract
+beats a paraphrase) but keeps its `topics`; our paraphrased `findings` are dropped with the paraphrase,
+so no quote can be taken from them as if it were the abstract. Reloading the packaged data never
+overwrites Kaggle or arXiv rows.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ from tools.papers import Paper
 
 PACKAGED_FILE = "arxiv_snapshot.jsonl"
 SCHEMA_VERSION = "2"  # 2: records carry authors_truncated
-Origin = Literal["packaged", "kaggle"]
+Origin = Literal["packaged", "kaggle", "arxiv"]
+ORIGINS: tuple[Origin, ...] = ("packaged", "kaggle", "arxiv")
+_PROGRESS_PREFIX = "update:"  # meta keys holding `snapshot update` progress, one per query
 
 _TERM = re.compile(r"\w+", re.UNICODE)
 # Words that would only add noise to an OR-combined query; bm25 discounts them little in a small corpus.
@@ -183,8 +186,46 @@ class Snapshot:
                 written += 1
         return written
 
+    def upsert_arxiv(self, papers: Iterable[Paper], *, progress: tuple[str, dict] | None = None) -> tuple[int, int]:
+        """Add or refresh papers fetched from the live API (origin "arxiv"); returns (added, updated),
+        where `updated` counts only rows whose record changed (a new version, an abstract replacing
+        our paraphrase), so re-reading a known page reports no work.
+
+        `progress`: (key, state) saved in the same transaction, so the index never records a page as
+        written when its papers are not (see `update_progress`).
+        """
+        added = updated = 0
+        with self._lock, self._db:
+            for paper in papers:
+                paper = paper.model_copy(update={"summary_is_paraphrase": False, "findings": [], "source": "snapshot"})
+                previous = self._db.execute("SELECT origin, record FROM papers WHERE id = ?", (paper.id,)).fetchone()
+                if previous is not None:
+                    if not paper.topics:
+                        paper.topics = Paper.model_validate_json(previous[1]).topics
+                    if previous[0] == "arxiv" and previous[1] == paper.model_dump_json():
+                        continue
+                _upsert(self._db, paper, "arxiv")
+                added, updated = (added + 1, updated) if previous is None else (added, updated + 1)
+            if progress is not None:
+                key, state = progress
+                self._db.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (_PROGRESS_PREFIX + key, json.dumps(state))
+                )
+        return added, updated
+
+    def update_progress(self, key: str) -> dict | None:
+        """The state `upsert_arxiv` saved under `key`, or None when that query never wrote a page."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (_PROGRESS_PREFIX + key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
     def stats(self) -> dict:
-        """Counts by origin and year, date range, and the packaged snapshot's date."""
+        """Counts by origin, topic, category, year and month, date range, and the packaged snapshot's date.
+
+        `by_topic` counts our topic labels (packaged papers, and rows that replaced them); papers
+        without labels (Kaggle, `snapshot update`) are counted by primary category in `by_category`,
+        which covers every paper that has one. `by_source` keeps its original two keys.
+        """
         with self._lock:
             by_origin = dict(self._db.execute("SELECT origin, count(*) FROM papers GROUP BY origin").fetchall())
             by_year = dict(
@@ -192,14 +233,28 @@ class Snapshot:
                     "SELECT substr(published, 1, 4), count(*) FROM papers GROUP BY 1 ORDER BY 1"
                 ).fetchall()
             )
+            by_month = self._db.execute("SELECT substr(published, 1, 7), count(*) FROM papers GROUP BY 1 ORDER BY 1").fetchall()
+            # JSON1 in SQLite: no record is parsed in Python, so a full Kaggle index still answers quickly
+            by_topic = self._db.execute(
+                "SELECT t.value, count(*) FROM papers, json_each(papers.record, '$.topics') AS t "
+                "GROUP BY 1 ORDER BY 2 DESC, 1"
+            ).fetchall()
+            by_category = self._db.execute(
+                "SELECT json_extract(record, '$.primary_category') AS c, count(*) FROM papers "
+                "WHERE c IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"
+            ).fetchall()
             first, last = self._db.execute("SELECT min(published), max(published) FROM papers").fetchone()
         return {
             "papers": sum(by_origin.values()),
             "by_source": {"packaged": by_origin.get("packaged", 0), "kaggle": by_origin.get("kaggle", 0)},
+            "by_origin": {origin: by_origin.get(origin, 0) for origin in ORIGINS},
             "first_published": first,
             "last_published": last,
             "snapshot_date": self.snapshot_date.isoformat(),
             "by_year": {int(year): count for year, count in by_year.items()},
+            "by_month": dict(by_month),
+            "by_topic": dict(by_topic),
+            "by_category": dict(by_category),
             "index_path": str(self.index_path) if self.index_path else None,
         }
 
@@ -221,13 +276,14 @@ def _load_packaged_if_outdated(db: sqlite3.Connection, raw: bytes | None = None)
     if held is not None and held[0] == digest:
         return
     papers = [_packaged_paper(json.loads(line)) for line in raw.decode("utf-8").splitlines() if line.strip()]
-    kaggle_ids = {row[0] for row in db.execute("SELECT id FROM papers WHERE origin = 'kaggle'")}
+    # rows holding a real abstract (Kaggle, live arXiv) are never put back to our paraphrase
+    kept_ids = {row[0] for row in db.execute("SELECT id FROM papers WHERE origin IN ('kaggle', 'arxiv')")}
     with db:
         for (rowid,) in db.execute("SELECT rowid FROM papers WHERE origin = 'packaged'").fetchall():
             db.execute("DELETE FROM papers_fts WHERE rowid = ?", (rowid,))
         db.execute("DELETE FROM papers WHERE origin = 'packaged'")
         for paper in papers:
-            if paper.id not in kaggle_ids:
+            if paper.id not in kept_ids:
                 _upsert(db, paper, "packaged")
         latest = max(p.published for p in papers)
         db.executemany(
