@@ -36,6 +36,7 @@ from agent.models import Claim
 from agent.projects import Audit, AuditError, current_audit, init_project, inquiry_for_run
 from agent.state import RunConfig
 from agent.store import RunRecord, RunStore, UnknownRun
+from tools.arxiv_api import request_interval
 from tools.grounding import NOT_GROUNDED, CitationCheck, summarize, verify_text
 from tools.snapshot import Snapshot
 from tools.snapshot_update import MAX_PAGE_SIZE, MAX_PAPERS, Topic, UpdateInterrupted, UpdateReport, update_snapshot
@@ -273,7 +274,9 @@ def verify_citations(
     settings = Settings()
     try:
         snapshot = Snapshot.open(settings.snapshot_index_path) if source != "arxiv" else None
-        papers = open_source(source, arxiv_url=arxiv_url or settings.arxiv_url, cache_path=settings.cache_path, snapshot=snapshot)  # type: ignore[arg-type]
+        url = arxiv_url or settings.arxiv_url
+        papers = open_source(source, arxiv_url=url, cache_path=settings.cache_path, snapshot=snapshot,  # type: ignore[arg-type]
+                             min_interval=request_interval(url))
     except ValueError as error:
         raise fail(str(error)) from None
     checks = verify_text(text, papers, run_date=datetime.now(timezone.utc).date(), embedder=get_embedder(settings.embeddings))
@@ -681,7 +684,8 @@ def snapshot_update(
     except ValueError as error:
         raise fail(escape(str(error))) from None  # the user's words may hold [brackets]
     snapshot = _open_snapshot()
-    client = ArxivClient(arxiv_url or Settings().arxiv_url, max_retries=retries)
+    url = arxiv_url or Settings().arxiv_url
+    client = ArxivClient(url, max_retries=retries, min_interval=request_interval(url))
     try:
         # no bar when stderr is not a terminal (cron, pipes): the summary line stays the only output
         with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:

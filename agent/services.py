@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from agent.analyst import Analyst, OfflineAnalyst
 from agent.config import Settings
 from agent.state import RunConfig
+from tools.arxiv_api import request_interval
 from tools.embeddings import Embedder, get_embedder
 from tools.snapshot import Snapshot
 from tools.sources import PaperSource, open_source
@@ -36,7 +37,8 @@ def services_for(run: RunConfig) -> Services:
         snapshot = Snapshot.open(settings.snapshot_index_path)
         embedder = get_embedder(settings.embeddings)
         # the source carries the run's embedder, so grounding uses the one the settings chose
-        source = open_source(run.source, arxiv_url=run.arxiv_url, cache_path=settings.cache_path, snapshot=snapshot, embedder=embedder)
+        source = open_source(run.source, arxiv_url=run.arxiv_url, cache_path=settings.cache_path, snapshot=snapshot,
+                             embedder=embedder, min_interval=request_interval(run.arxiv_url))
         _built[key] = Services(settings, snapshot, source, embedder, _analyst(run, settings, embedder))
     return _built[key]
 
@@ -48,4 +50,5 @@ def _analyst(run: RunConfig, settings: Settings, embedder: Embedder) -> Analyst:
     from tools.llm import LLMClient
 
     client = LLMClient(settings.openai_base_url, settings.openai_api_key, run.model or settings.model)
-    return LLMAnalyst(client)
+    client.probe()  # an unreachable endpoint or a rejected key stops the run here, before any stage
+    return LLMAnalyst(client, fallback=OfflineAnalyst(embedder))

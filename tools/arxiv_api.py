@@ -40,6 +40,13 @@ from tools.papers import Paper
 DEFAULT_ARXIV_URL = "https://export.arxiv.org/api/query"
 BATCH_SIZE = 100  # IDs per id_list request: keeps URLs short, and max_results can match it
 MIN_INTERVAL_S = 3.0
+_LOOPBACK = re.compile(r"^https?://(?:127\.\d+\.\d+\.\d+|localhost|\[::1\])(?::\d+)?(?:/|$)", re.I)
+
+
+def request_interval(url: str) -> float:
+    """Seconds between requests to `url`: arXiv asks for 3 s; a server on this machine (a local
+    mirror, or a test's loopback server) is the user's own and is not held to arXiv's limit."""
+    return 0.0 if _LOOPBACK.match(url) else MIN_INTERVAL_S
 ABSENCE_GAP_S = 10.0  # the two "no such paper" answers for one ID are at least this far apart
 GLITCH_MEMORY_S = 600.0  # an empty answer for an existing paper this recent makes every "no such paper" doubtful
 DEFAULT_CONTROLS = ("1706.03762", "2305.17493")  # papers that exist, for control queries when none is known yet
