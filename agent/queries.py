@@ -13,19 +13,8 @@ import re
 from dataclasses import dataclass
 
 from agent.assertions import CITATION
+from tools.terms import STOP_WORDS
 
-# Function words and generic research verbs: never search terms on their own.
-STOP_WORDS = frozenset("""
-a an the and or but nor so yet for of in on at to from by with without within into onto over under about
-as than then that this these those it its they them their there here which who whom whose what when where
-why how is are was were be been being am do does did done doing has have had having can could may might must
-shall should will would not no never very more most less least much many few some any all each every both
-either neither own same such only just also even still again further once while whereas although though if
-unless until because since before after above below between through during against among per via up down out
-off i we you he she our your his her one two three first second new based using use used show shows shown
-showing find finds found finding paper papers work study studies result results claim claims arxiv et al
-simply instead rather specifically can't cannot don't doesn't isn't aren't whether
-""".split())
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9'-]*|\d[\w.]*|[^\sA-Za-z0-9]")
 # Generic verbs and adjectives of cause and change, with their opposites (each pair read both ways):
 # swapping one turns an assertion into the statement a contradicting paper would make.

@@ -196,6 +196,14 @@ def test_search_merges_live_and_snapshot_by_id(clock) -> None:
         assert any(p.source == "arxiv" for p in papers) and any(p.source == "snapshot" for p in papers)
 
 
+def test_a_live_search_sends_only_search_terms(clock) -> None:
+    with ArxivServer(LIVE_ONLY_PAPERS, clock=clock) as server:
+        client = ArxivClient(server.url, clock=clock)
+        client.search("In 2025 and per arXiv the model-generated data erodes tails", limit=5)
+        sent = server.requests[-1].params["search_query"]
+    assert sent == '(all:"model generated" OR all:data OR all:erodes OR all:tails)'
+
+
 def test_cache_ttl_expires(tmp_path) -> None:
     now = [1_000_000.0]
     cache = LookupCache(tmp_path / "c.sqlite", now=lambda: now[0])

@@ -36,6 +36,7 @@ from lxml import etree
 
 from tools.arxiv_id import parse as parse_arxiv_id
 from tools.papers import Paper
+from tools.terms import search_words
 
 DEFAULT_ARXIV_URL = "https://export.arxiv.org/api/query"
 BATCH_SIZE = 100  # IDs per id_list request: keeps URLs short, and max_results can match it
@@ -247,11 +248,13 @@ class ArxivClient:
         return any(t >= self.clock.monotonic() - self.glitch_memory for t in self._glitches)
 
     def search(self, query: str, *, since: date | None = None, until: date | None = None, limit: int = 20) -> list[Paper]:
-        """Papers matching any of the query's words, most relevant first, submitted within [since, until]."""
-        words = [w for w in re.findall(r"[^\W_]{3,}", query.lower())][:12]
+        """Papers matching any of the query's search terms, most relevant first, submitted within [since, until]."""
+        words = search_words(query, limit=12)
         if not words or limit <= 0:
             return []
-        terms = " OR ".join(f"all:{w}" for w in dict.fromkeys(words))
+        # a hyphenated or possessive word is sent as a quoted phrase: a bare "-" is Lucene's NOT
+        terms = " OR ".join(f"all:{w}" if w.isalnum() else f'all:"{re.sub(r"[^0-9a-z]+", " ", w).strip()}"'
+                            for w in words)
         search_query = f"({terms})"
         if since or until:
             low = (since or date(1991, 8, 1)).strftime("%Y%m%d0000")

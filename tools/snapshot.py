@@ -28,6 +28,7 @@ from typing import Literal
 
 from tools.arxiv_id import canonical as canonical_id
 from tools.papers import Paper
+from tools.terms import search_words
 
 PACKAGED_FILE = "arxiv_snapshot.jsonl"
 SCHEMA_VERSION = "2"  # 2: records carry authors_truncated
@@ -35,13 +36,6 @@ Origin = Literal["packaged", "kaggle", "arxiv"]
 ORIGINS: tuple[Origin, ...] = ("packaged", "kaggle", "arxiv")
 _PROGRESS_PREFIX = "update:"  # meta keys holding `snapshot update` progress, one per query
 
-_TERM = re.compile(r"\w+", re.UNICODE)
-# Words that would only add noise to an OR-combined query; bm25 discounts them little in a small corpus.
-_STOP_WORDS = frozenset(
-    "a an and are as at be been but by can do does for from had has have how in into is it its of on "
-    "or not that the their them then there these they this those to was were what when where which "
-    "while who why will with would".split()
-)
 # bm25 column weights, in the order of the FTS columns (title, summary, findings, topics).
 _BM25_WEIGHTS = (4.0, 1.0, 1.0, 2.0)
 
@@ -67,11 +61,7 @@ def fts_query(text: str) -> str | None:
     Quoting turns FTS5 operators (AND, NEAR, `-`, `:`, `*`, parentheses) into plain words.
     Returns None when the text holds no searchable word.
     """
-    terms: list[str] = []
-    for word in _TERM.findall(text.lower()):
-        if word not in _STOP_WORDS and word not in terms:
-            terms.append(word)
-    return " OR ".join(f'"{term}"' for term in terms) or None
+    return " OR ".join(f'"{term}"' for term in search_words(text)) or None
 
 
 class Snapshot:

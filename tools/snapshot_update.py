@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from datetime import date
 
 from tools.arxiv_api import ArxivClient, ArxivUnavailable, Feed
-from tools.snapshot import _STOP_WORDS, Snapshot
+from tools.snapshot import Snapshot
+from tools.terms import STOP_WORDS
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 2000  # arXiv serves at most this many results per request
@@ -80,7 +81,7 @@ def _term(parts: list[str], *, stop_words: bool) -> list[str]:
     if len(parts) > 1:
         return ['"' + " ".join(parts) + '"']
     # the index's stop words: a word it would not search on is no topic word either
-    if parts and not (stop_words and (parts[0] in _STOP_WORDS or parts[0] in _OPERATORS)):
+    if parts and not (stop_words and (parts[0] in STOP_WORDS or parts[0] in _OPERATORS)):
         return parts
     return []
 
