@@ -1,20 +1,19 @@
-"""The collapse-audit command line: one function per command.
+"""The collapse-audit command line: one function per command, argument handling and output only.
 
-Exit codes (every command): 0 success, 1 findings flagged (verify-citations), 2 bad input (one line,
-never a traceback), 3 a required source or LLM endpoint was unreachable, 4 a run's stage failed (the
-run is checkpointed; the message says how to resume it).
+Exit codes (every command): 0 success, 1 findings (verify-citations: a citation flagged; recheck
+--fail-on-change: something changed), 2 bad input (one line, never a traceback), 3 a required source
+or LLM endpoint was unreachable, 4 a run's stage failed (the run is checkpointed; the message says how
+to resume it). Runs are planned, started and recorded by agent/runner.py.
 """
 
 from __future__ import annotations
 
 import json
-import re
-import secrets
 import sys
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich import box
@@ -23,28 +22,33 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from agent.claims_store import (
-    CLAIMS_FILE_SUFFIXES,
-    ClaimsStoreError,
-    claim_key,
-    claims_file_warnings,
-    read_claims_file,
+from agent.runner import (
+    EXIT_BAD_INPUT,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    EXIT_RUN_FAILED,
+    EXIT_UNREACHABLE,
+    SOURCES,
+    BadInput,
+    RunProgress,
 )
-from agent.config import Settings
-from agent.inquiry import InquiryError, load_inquiry
-from agent.models import Claim
-from agent.projects import Audit, AuditError, current_audit, init_project, inquiry_for_run
-from agent.state import RunConfig
-from agent.store import RunRecord, RunStore, UnknownRun
-from tools.arxiv_api import request_interval
-from tools.grounding import NOT_GROUNDED, CitationCheck, summarize, verify_text
-from tools.snapshot import Snapshot
-from tools.snapshot_update import MAX_PAGE_SIZE, MAX_PAPERS, Topic, UpdateInterrupted, UpdateReport, update_snapshot
+from agent.runner import parse_since as _parse_since
 
-# Heavy modules (torch, langgraph, sentence-transformers) are imported inside the commands that
-# need them, so `--help` and bad-input errors answer at once.
+if TYPE_CHECKING:
+    from agent.models import Claim
+    from agent.projects import Audit
+    from agent.runner import PlannedRun, RunResult
+    from agent.store import RunRecord
+    from tools.grounding import CitationCheck
+    from tools.snapshot import Snapshot
+    from tools.snapshot_update import UpdateReport
 
-EXIT_OK, EXIT_FLAGGED, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_RUN_FAILED = 0, 1, 2, 3, 4
+# Only typer, rich and the standard library load with this module: every other import sits inside the
+# command that needs it (heavy ones — torch, langgraph, sentence-transformers — only once a run
+# starts), so `--help` and bad-input errors answer at once.
+
+EXIT_FLAGGED = EXIT_FINDINGS
+__all__ = ["app", "EXIT_OK", "EXIT_FLAGGED", "EXIT_BAD_INPUT", "EXIT_UNREACHABLE", "EXIT_RUN_FAILED"]
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console(stderr=True)
@@ -59,33 +63,12 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
 # --- run -------------------------------------------------------------------------------------
 
 
-SOURCES, LLMS, BUDGETS, DEVICES = ("auto", "snapshot", "arxiv"), ("none", "openai"), ("none", "tiny", "small", "full"), ("auto", "cpu", "cuda")
-_RELATIVE = re.compile(r"^(\d+)\s*(d|w|mo|y)$")
-_UNIT_DAYS = {"d": 1, "w": 7, "mo": 30.44, "y": 365.25}
-STAGE_LABELS = {
-    "load_claims": "claims loaded",
-    "ground_citations": "citations grounded",
-    "retrieve_literature": "literature retrieved",
-    "assess_stance": "stance assessed",
-    "run_simulations": "simulations run",
-    "synthesize": "verdicts synthesized",
-    "write_report": "report written",
-}
-
-
 def parse_since(value: str, today: date) -> date:
-    """`--since` takes a date (YYYY-MM-DD) or a span back from today: 30d, 8w, 6mo, 1y."""
-    match = _RELATIVE.match(value.strip().lower())
-    if match:
-        since = today - timedelta(days=round(int(match.group(1)) * _UNIT_DAYS[match.group(2)]))
-    else:
-        try:
-            since = date.fromisoformat(value)
-        except ValueError:
-            raise fail(f"--since {value!r} is neither a date (YYYY-MM-DD) nor a span like 30d, 8w, 6mo, 1y") from None
-    if since >= today:
-        raise fail(f"--since {value!r} leaves no time before today ({today}): give an earlier date or a longer span")
-    return since
+    """`--since` as a date (agent/runner.py), or one error line and exit 2."""
+    try:
+        return _parse_since(value, today)
+    except BadInput as error:
+        raise fail(str(error)) from None
 
 
 def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> str:
@@ -94,18 +77,61 @@ def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> str:
     return value
 
 
-def _check_out_dir(out: Path, force: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise fail(f"--out {out} is a file; give a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise fail(f"--out {out} already holds results; choose another directory or pass --force to overwrite")
+class _ConsoleProgress(RunProgress):
+    """A run's progress on stderr: one line per stage, a bar for the simulations."""
+
+    def __enter__(self) -> _ConsoleProgress:
+        self.bar = Progress(console=console, transient=True)
+        self.bar.__enter__()
+        self.sims = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.__exit__(*exc)
+
+    def started(self, run_id: str, out_dir: Path) -> None:
+        console.print(f"run [bold]{run_id}[/bold] → {out_dir}")
+
+    def resuming(self, stages: list[str]) -> None:
+        console.print(f"resuming at: {', '.join(stages)}")
+
+    def stage(self, node: str, label: str, elapsed: float) -> None:
+        console.print(f"✓ {label} [dim]({node}, {elapsed:.1f}s)[/dim]")
+
+    def simulation(self, done: int, total: int) -> None:
+        self.sims = self.sims if self.sims is not None else self.bar.add_task("simulations", total=total)
+        self.bar.update(self.sims, completed=done)
+
+    def notice(self, text: str) -> None:
+        console.print(text, highlight=False, soft_wrap=True)
+
+
+def _plan(make) -> PlannedRun:
+    """Plan a run, turning bad input into one line and exit 2; say the planner's notices once."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        raise fail(f"--out {out} is not writable ({error.strerror or error}); choose another directory") from None
+        planned = make()
+    except BadInput as error:
+        raise fail(str(error)) from None
+    for notice in planned.notices:
+        console.print(f"[yellow]note:[/yellow] {notice}", highlight=False, soft_wrap=True)
+    return planned
+
+
+def _start(planned: PlannedRun) -> RunResult:
+    """Run a planned run with progress on stderr; report paths on stdout; exit 3/4 on failure."""
+    from agent.runner import run_audit
+
+    with _ConsoleProgress() as progress:
+        result = run_audit(planned.config, store=planned.store, baseline=planned.baseline, progress=progress)
+    if result.already_finished:
+        console.print(f"run {result.run_id} already finished; report in {result.out_dir}")
+        return result
+    if result.exit_code != EXIT_OK:
+        raise fail(result.error or "the run failed", result.exit_code)
+    console.print(f"done in {result.seconds:.1f}s")
+    for f in result.report_files[:3]:
+        typer.echo(f)
+    return result
 
 
 @app.command()
@@ -124,103 +150,179 @@ def run(
     seed: int = typer.Option(0, help="Seed for the simulations."),
     force: bool = typer.Option(False, help="Overwrite a non-empty --out directory."),
 ) -> None:
-    """Audit an inquiry: ground citations, grade newer literature, simulate, and write the report."""
-    settings = Settings()
-    store = RunStore(settings.runs_dir)
-    if resume:
-        try:
-            record = store.get(resume)
-        except UnknownRun as error:
-            raise fail(str(error)) from None
-        if record.status == "finished":
-            console.print(f"run {resume} already finished; report in {record.run.out_dir}")
-            raise typer.Exit(EXIT_OK)
-    else:
-        from simulations.device import resolve_device
+    """Audit an inquiry: ground citations, grade newer literature, simulate, and write the report.
 
-        audit = _audit(inquiry)
-        today = datetime.now(timezone.utc).date()
-        run_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-        default_out = audit.project.runs_dir / run_id if audit.project else Path(f"audit-{run_id}")
-        config = RunConfig(
-            run_id=run_id, run_date=today,
-            inquiry_path=audit.inquiry_path,
-            claims_path=claims.resolve() if claims else None,
-            source=_choice("--source", source, SOURCES),
-            arxiv_url=arxiv_url or settings.arxiv_url,
-            llm=_choice("--llm", llm, LLMS), model=model,
-            since=parse_since(since, today) if since else None,
-            sim_budget=_choice("--sim-budget", sim_budget, BUDGETS),
-            device=_choice("--device", device, DEVICES),
-            seed=seed,
-            out_dir=(out or default_out).resolve(),
-        )
-        try:
-            resolve_device(config.device)
-        except ValueError as error:
-            raise fail(f"--device {device}: {error}") from None
-        try:
-            parsed = inquiry_for_run(config)  # what the first stage will read, checked before the run starts
-        except (InquiryError, ClaimsStoreError, AuditError) as error:
-            raise fail(str(error)) from None
-        if not parsed.claims:
-            raise fail("the inquiry holds no claims to audit; add bulleted, dated claims")
-        _check_out_dir(config.out_dir, force)
-        record = store.create(config)
-    _execute(store, record)
+    Every run is recorded in the run store (`collapse-audit runs list`). Exit 0 done, 2 bad input,
+    3 a source or the LLM endpoint unreachable, 4 a stage failed (resume with --resume RUN_ID).
+    """
+    from agent.runner import RunOptions, plan_resume, plan_run
+
+    options = RunOptions(inquiry=inquiry, claims=claims, source=source, arxiv_url=arxiv_url, llm=llm, model=model,
+                         since=since, sim_budget=sim_budget, device=device, out=out, seed=seed, force=force)
+    _start(_plan(lambda: plan_resume(resume, inquiry=inquiry) if resume else plan_run(options)))
 
 
-def _execute(store: RunStore, record: RunRecord) -> None:
-    from agent.graph import build_graph, open_checkpointer
-    from agent.services import services_for
-    from tools.llm import LLMError
-    from tools.sources import SourceUnreachable
+# --- recheck ----------------------------------------------------------------------------------
 
-    config = record.run
-    console.print(f"run [bold]{config.run_id}[/bold] → {config.out_dir}")
+
+@app.command()
+def recheck(
+    against: str = typer.Option("latest", metavar="RUN_ID|latest", help="The earlier run to compare with (default: the audit's latest finished run)."),
+    since: Optional[str] = typer.Option(None, help="Literature since DATE (YYYY-MM-DD) or a span: 30d, 8w, 6mo, 1y (default: the earlier run's window)."),
+    fail_on_change: bool = typer.Option(False, help="Exit 1 when anything changed (for CI and schedules)."),
+    inquiry: Optional[Path] = typer.Option(None, help="Inquiry whose audit to re-check (default: the current project's, else the packaged inquiry's)."),
+    source: Optional[str] = typer.Option(None, help="Literature source: auto | snapshot | arxiv (default: the earlier run's)."),
+    arxiv_url: Optional[str] = typer.Option(None, help="arXiv API base URL (default: the earlier run's)."),
+    llm: Optional[str] = typer.Option(None, help="Analyst: none | openai (default: the earlier run's)."),
+    model: Optional[str] = typer.Option(None, help="Model name for --llm openai (default: the earlier run's)."),
+    out: Optional[Path] = typer.Option(None, help="Report directory (default: PROJECT/runs/RUN_ID in a project, else ./audit-RUN_ID)."),
+    force: bool = typer.Option(False, help="Overwrite a non-empty --out directory."),
+) -> None:
+    """Run an audit again and report what changed since an earlier run.
+
+    Same inquiry, claims and simulation settings as the earlier run (simulations come from the sweep
+    cache); citations and literature are asked afresh. The report opens with "What changed": new
+    papers per assertion with their stances, stance and verdict changes with the evidence that moved
+    them, citation statuses that changed, claims added or removed (report.json: `what_changed`).
+
+    Exit 0 done (changed or not), 1 with --fail-on-change when anything changed, 2 bad input,
+    3 a source or the LLM endpoint unreachable, 4 a stage failed.
+    """
+    from agent.runner import RecheckOptions, plan_recheck
+
+    options = RecheckOptions(against=against, inquiry=inquiry, since=since, source=source, arxiv_url=arxiv_url,
+                             llm=llm, model=model, out=out, force=force)
+    result = _start(_plan(lambda: plan_recheck(options)))
+    if result.what_changed is not None:
+        console.print(result.what_changed.summary, markup=False, highlight=False, soft_wrap=True)
+    if fail_on_change and result.changed:
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+
+runs_app = typer.Typer(no_args_is_help=True, help="The run store: every run's inputs, verdicts, citations, papers and timings.")
+app.add_typer(runs_app, name="runs")
+runs_out = Console(soft_wrap=True, markup=False, highlight=False)
+_VERDICT_ORDER = ("supported", "partly_supported", "contested", "refuted", "insufficient_evidence")
+
+
+def _verdicts(record: RunRecord) -> str:
+    if record.audit is None:
+        return "—"
+    counts = record.audit.verdict_counts()
+    return ", ".join(f"{counts[label]} {label.replace('_', ' ')}" for label in _VERDICT_ORDER if counts.get(label)) or "no claims"
+
+
+def _summary(record: RunRecord) -> dict:
+    return {
+        "run_id": record.run_id, "started_at": record.started_at.isoformat(), "status": record.status,
+        "inquiry": record.inquiry_name, "inquiry_path": str(record.run.inquiry_path) if record.run.inquiry_path else None,
+        "verdicts": record.audit.verdict_counts() if record.audit else None, "against": record.run.against,
+        "changed": record.what_changed.changed if record.what_changed else None, "out_dir": str(record.run.out_dir),
+    }
+
+
+@runs_app.command("list")
+def runs_list(
+    inquiry: Optional[Path] = typer.Option(None, help="Only this inquiry's runs (default: every run of the current project, else of the data dir)."),
+    limit: int = typer.Option(20, help="Show the newest N runs (0: all)."),
+    format: str = typer.Option("table", "--format", help="table or json."),
+) -> None:
+    """The recorded runs, newest first: id, date, inquiry, status and verdict counts."""
+    from agent.runner import list_runs
+
+    _choice("--format", format, ("table", "json"))
+    if limit < 0:
+        raise fail(f"--limit {limit}: give 0 (all) or more")
     try:
-        source = services_for(config).source  # fail fast on an unusable endpoint, before any stage runs
-    except LLMError as error:
-        store.finish(record, "failed", error=str(error))
-        raise fail(str(error), EXIT_UNREACHABLE) from None
-    thread = {"configurable": {"thread_id": config.run_id}}
-    with open_checkpointer(store.checkpoints) as saver:
-        graph = build_graph().compile(checkpointer=saver)
-        started = graph.get_state(thread).created_at is not None
-        resuming = started and graph.get_state(thread).next
-        payload = None if resuming else {"run": config}
-        if resuming:
-            console.print(f"resuming at: {', '.join(graph.get_state(thread).next)}")
-        t0 = time.perf_counter()
-        try:
-            with Progress(console=console, transient=True) as bar:
-                sims, noticed = None, False
-                for mode, chunk in graph.stream(payload, thread, stream_mode=["updates", "custom"], durability="sync"):
-                    if mode == "custom" and "simulation" in chunk:
-                        done, total = chunk["simulation"]
-                        sims = sims if sims is not None else bar.add_task("simulations", total=total)
-                        bar.update(sims, completed=done)
-                    elif mode == "updates":
-                        if source.notice and not noticed:  # e.g. "live arXiv unreachable", said once
-                            console.print(source.notice)
-                            noticed = True
-                        for node in chunk:
-                            if node in STAGE_LABELS:
-                                console.print(f"✓ {STAGE_LABELS[node]} [dim]({node}, {time.perf_counter() - t0:.1f}s)[/dim]")
-        except SourceUnreachable as error:
-            store.finish(record, "failed", error=str(error))
-            raise fail(f"{error}; resume with `collapse-audit run --resume {config.run_id}`", EXIT_UNREACHABLE) from None
-        except Exception as error:  # noqa: BLE001 — any stage failure: keep the checkpoint, say how to resume
-            store.finish(record, "failed", error=f"{type(error).__name__}: {error}")
-            raise fail(
-                f"stage failed: {type(error).__name__}: {error}; resume with `collapse-audit run --resume {config.run_id}`",
-                EXIT_RUN_FAILED,
-            ) from None
-        files = graph.get_state(thread).values.get("report_files", [])
-    store.finish(record, "finished", files=files)
-    console.print(f"done in {time.perf_counter() - t0:.1f}s")
-    for f in files[:3]:
-        typer.echo(f)
+        store, records = list_runs(inquiry, limit=limit or None)
+    except BadInput as error:
+        raise fail(str(error)) from None
+    if format == "json":
+        print(json.dumps([_summary(r) for r in records], indent=2, ensure_ascii=False))
+        return
+    if not records:
+        runs_out.print(f"no runs recorded in {store.root}; start one with `collapse-audit run`")
+        return
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("run", no_wrap=True)
+    table.add_column("started (UTC)", no_wrap=True)
+    table.add_column("inquiry", ratio=1)
+    table.add_column("status", no_wrap=True)
+    table.add_column("verdicts", ratio=1)
+    for r in records:
+        recheck_of = f" (re-check of {r.run.against})" if r.run.against else ""
+        table.add_row(r.run_id, f"{r.started_at:%Y-%m-%d %H:%M}", r.inquiry_name + recheck_of, r.status, _verdicts(r))
+    runs_out.print(table)
+    runs_out.print(f"{len(records)} run{'s' if len(records) != 1 else ''} from {store.path}")
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: str = typer.Argument(..., metavar="RUN_ID"),
+    inquiry: Optional[Path] = typer.Option(None, help="Look in this inquiry's audit first (default: the current project's)."),
+    format: str = typer.Option("text", "--format", help="text (a readable summary) or json (the whole record)."),
+) -> None:
+    """One recorded run: config, inputs hash, timings, report paths, and per claim and assertion the
+    verdict, citation statuses and papers seen with their stances."""
+    from agent.runner import find_run
+
+    _choice("--format", format, ("text", "json"))
+    try:
+        store, record = find_run(run_id, inquiry=inquiry)
+    except BadInput as error:
+        raise fail(str(error)) from None
+    if format == "json":
+        print(record.model_dump_json(indent=2))
+        return
+    runs_out.print("\n".join(_readable(record, store.path)))
+
+
+def _readable(r: RunRecord, where: Path) -> list[str]:
+    c = r.run
+    took = f", took {(r.finished_at - r.started_at).total_seconds():.1f} s" if r.finished_at else ""
+    lines = [
+        f"run {r.run_id}: {r.status}, started {r.started_at:%Y-%m-%d %H:%M:%S} UTC{took} (recorded in {where})",
+        f"inquiry: {r.inquiry_name} ({c.inquiry_path or 'the packaged default inquiry'})"
+        + (f"; claims file {c.claims_path}" if c.claims_path else ""),
+        f"config: source {c.source} ({c.arxiv_url}), analyst {c.llm}{f' ({c.model})' if c.model else ''}, "
+        f"literature since {c.since or 'any date'}, simulations {c.sim_budget} on {c.device}, seed {c.seed}",
+        f"inputs hash: {r.inputs_hash or 'not recorded'}",
+    ]
+    if r.error:
+        lines.append(f"error: {r.error}")
+    if c.against:
+        lines.append(f"re-check of {c.against}: {r.what_changed.summary if r.what_changed else 'not finished'}")
+    if r.timings:
+        lines.append("timings: " + ", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in r.timings.items()))
+    lines += [f"report: {f}" for f in r.report_files]
+    if r.audit is None:
+        return lines
+    lines.append(f"simulations: {r.audit.simulation}")
+    for claim in r.audit.claims:
+        cites = ", ".join(f"{x.arxiv_id or x.as_written} {x.status}" for x in claim.citations) or "none"
+        lines.append(f"{claim.id} {claim.label.replace('_', ' ')} (durability {claim.durability}): {claim.text}")
+        lines.append(f"    citations: {cites}")
+        for a in claim.assertions:
+            papers = ", ".join(f"{p.arxiv_id} {p.stance or 'undetermined'}{' (cited)' if p.cited else ''}" for p in a.papers)
+            lines.append(f"    {a.id} {a.label.replace('_', ' ')}; rests on: {', '.join(a.rests_on) or 'nothing'}")
+            lines.append(f"        papers seen: {papers or 'none'}")
+    if r.audit.anchor_citations:
+        lines.append("anchor citations: " + ", ".join(f"{x.arxiv_id or x.as_written} {x.status}" for x in r.audit.anchor_citations))
+    return lines
+
+
+# --- schema -----------------------------------------------------------------------------------
+
+
+@app.command()
+def schema() -> None:
+    """Print report.json's JSON Schema (draft 2020-12), generated from the Report model."""
+    from agent.models import report_json_schema
+
+    print(json.dumps(report_json_schema(), indent=2, ensure_ascii=False))
 
 
 # --- init -------------------------------------------------------------------------------------
@@ -235,6 +337,9 @@ def init(
 
     Commands run inside DIR (or below it) work on this project. An existing project is left as it is (exit 0).
     """
+    from agent.inquiry import InquiryError
+    from agent.projects import AuditError, init_project
+
     try:
         project, created = init_project(directory, inquiry)
     except (AuditError, InquiryError) as error:
@@ -265,12 +370,17 @@ def verify_citations(
 
     Exit 0 when every citation is grounded, 1 when any is flagged, 3 when the source was unreachable.
     """
-    from tools.embeddings import get_embedder
-    from tools.sources import open_source
-
     _choice("--source", source, SOURCES)
     _choice("--format", format, FORMATS)
     text = _read_citation_input(file)
+
+    from agent.config import Settings
+    from tools.arxiv_api import request_interval
+    from tools.embeddings import get_embedder
+    from tools.grounding import summarize, verify_text
+    from tools.snapshot import Snapshot
+    from tools.sources import open_source
+
     settings = Settings()
     try:
         snapshot = Snapshot.open(settings.snapshot_index_path) if source != "arxiv" else None
@@ -310,6 +420,8 @@ def _read_citation_input(file: str) -> str:
 
 
 def _verify_exit_code(checks: list[CitationCheck], unreachable: bool) -> int:
+    from tools.grounding import NOT_GROUNDED
+
     statuses = {c.status for c in checks}
     if unreachable and "unverifiable" in statuses:
         return EXIT_UNREACHABLE
@@ -352,6 +464,8 @@ AUDIT_HELP = "Inquiry whose audit to use (default: the current project's, else t
 
 def _audit(inquiry: Optional[Path]) -> Audit:
     """The audit a command works on (agent/projects.py), saying once if a legacy registry moved."""
+    from agent.projects import AuditError, current_audit
+
     try:
         audit = current_audit(inquiry)
     except AuditError as error:
@@ -362,6 +476,8 @@ def _audit(inquiry: Optional[Path]) -> Audit:
 
 
 def _audit_inquiry_claims(audit: Audit) -> list[Claim]:
+    from agent.inquiry import InquiryError
+
     try:
         return audit.load_inquiry().claims
     except InquiryError as error:
@@ -374,6 +490,8 @@ def claims_list(
     format: str = typer.Option("table", "--format", help="table or json (a list of claims)."),
 ) -> None:
     """The audit's claims: its inquiry's, then the user's own. Says which audit (on stderr with --format json)."""
+    from agent.claims_store import ClaimsStoreError
+
     if format not in CLAIMS_FORMATS:
         raise fail(f"--format must be one of {', '.join(CLAIMS_FORMATS)}, not {format!r}")
     audit = _audit(inquiry)
@@ -404,6 +522,8 @@ def claims_add(
     inquiry: Optional[Path] = typer.Option(None, help=AUDIT_HELP),
 ) -> None:
     """Add a claim of your own to the audit (ids U1, U2, ...); a claim already there is refused."""
+    from agent.claims_store import ClaimsStoreError
+
     if durability is not None and durability not in DURABILITIES:
         raise fail(f"--durability must be one of {', '.join(DURABILITIES)}, not {durability!r}")
     audit = _audit(inquiry)
@@ -420,6 +540,8 @@ def claims_remove(
     inquiry: Optional[Path] = typer.Option(None, help=AUDIT_HELP),
 ) -> None:
     """Remove one of your claims from the audit (it is kept in the registry's .removed.jsonl archive)."""
+    from agent.claims_store import ClaimsStoreError
+
     store = _audit(inquiry).store
     try:
         claim = store.remove(claim_id)
@@ -437,6 +559,15 @@ def claims_validate(
 
     Also says how many of its claims the audit holds already, i.e. what `claims import` would skip.
     """
+    from agent.claims_store import (
+        CLAIMS_FILE_SUFFIXES,
+        ClaimsStoreError,
+        claim_key,
+        claims_file_warnings,
+        read_claims_file,
+    )
+    from agent.inquiry import InquiryError, load_inquiry
+
     try:
         if file.suffix.lower() in CLAIMS_FILE_SUFFIXES:
             claims, extra = read_claims_file(file), ""
@@ -463,6 +594,8 @@ def claims_import(
 ) -> None:
     """Add every claim of a file to the audit under new ids, once: a claim already there (same text,
     ignoring case and spacing) is not added again, so importing twice adds nothing the second time."""
+    from agent.claims_store import ClaimsStoreError, read_claims_file
+
     audit = _audit(inquiry)
     try:
         added, already = audit.store.import_claims(read_claims_file(file), known=_audit_inquiry_claims(audit))
@@ -522,6 +655,7 @@ def simulate(
     """Run a recursive-training sweep: synthetic share vs sampler bias vs amount of real data."""
     from pydantic import ValidationError
 
+    from agent.config import Settings
     from simulations.device import resolve_device
     from simulations.plots import write_figures
     from simulations.sweep import SweepConfig, run_sweep
@@ -620,6 +754,9 @@ app.add_typer(snapshot_app, name="snapshot")
 
 
 def _open_snapshot() -> Snapshot:
+    from agent.config import Settings
+    from tools.snapshot import Snapshot
+
     try:
         return Snapshot.open(Settings().snapshot_index_path)
     except ValueError as error:
@@ -669,7 +806,9 @@ def snapshot_update(
     Rerun the same command to continue an interrupted update, or to fetch what arXiv announced since.
     Exit 0 done, 2 bad input, 3 arXiv unreachable (the pages written are kept).
     """
-    from tools.arxiv_api import ArxivClient
+    from agent.config import Settings
+    from tools.arxiv_api import ArxivClient, request_interval
+    from tools.snapshot_update import MAX_PAGE_SIZE, MAX_PAPERS, Topic, UpdateInterrupted, update_snapshot
 
     if query is None:
         raise fail('--query is required: the topic to fetch, e.g. --query "model collapse"')

@@ -2,22 +2,28 @@
 OpenAI-compatible endpoint.
 
 The model's word is checked where it can be: stances must be values of the report's scale (the
-reply schema enforces it; "undetermined" is allowed and kept as an abstention), and a quote is kept
-only if it occurs in the text we hold for the paper, so no quote in a report is invented. The model
-does not decide verdicts: they follow from the stances by agent/verdicts.py, as for the offline analyst.
+reply schema enforces it; "undetermined" is allowed and kept as an abstention); a quote is kept only
+if it occurs in the text we hold for the paper, a passage quoted in the rationale likewise, and an
+arXiv ID anywhere only if it is the paper's own (`_ground`), so no quote or citation in a report is
+invented. The paper's text reaches the model as data between <paper_text> tags, never as
+instructions. The model does not decide verdicts: they follow from the stances by agent/verdicts.py,
+as for the offline analyst. When the model fails on one judgement (tools/llm.py's AnswerFailed),
+that judgement is made by the fallback analyst and labelled so, and the run goes on.
 """
 
 from __future__ import annotations
 
+import re
 from importlib.resources import files
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from agent.analyst import evidence
+from agent.analyst import Analyst, evidence
 from agent.assertions import RULES, Assertion, Decomposition, SplitError, from_spans, split_claim
 from agent.models import Claim, Evidence, JudgedBy
-from tools.llm import LLMClient
+from tools.arxiv_id import canonical, find_mentions
+from tools.llm import AnswerFailed, LLMClient
 from tools.papers import Paper
 
 
@@ -43,26 +49,41 @@ _TEXT_KIND = {"paraphrase": "our paraphrase of the paper, not its abstract", "ab
 class LLMAnalyst:
     judged_by: JudgedBy = "model"
 
-    def __init__(self, client: LLMClient):
+    def __init__(self, client: LLMClient, fallback: Analyst):
+        """`fallback` (the OfflineAnalyst) judges in the model's place when the model fails on one judgement."""
         self.client = client
+        self.fallback = fallback
         self._stance_prompt = _template("stance.md")
         self._decompose_prompt = _template("decompose.md")
 
     def decompose(self, claim: Claim) -> Decomposition:
         """The model's split of the claim, if its assertions are spans of the claim that cover it;
-        otherwise the rules' split, with the reason the model's was not used."""
+        otherwise the rules' split, with the reason the model's was not used.
+
+        arXiv IDs the claim does not cite are removed from the model's spans before they are checked
+        (the count goes into `how`); a span that is then no span of the claim fails the check."""
         system, user = self._decompose_prompt
-        reply = self.client.structured(
-            system, user.format(claim_id=claim.id, claim_date=claim.dated or "undated", claim=claim.text),
-            DecompositionReply,
-        )
         try:
-            spans = [(_locate(a.text, claim.text), [_condition(c, claim.text) for c in a.scope]) for a in reply.assertions]
+            reply = self.client.structured(
+                system, user.format(claim_id=claim.id, claim_date=claim.dated or "undated", claim=claim.text),
+                DecompositionReply,
+            )
+        except AnswerFailed as failure:
+            return _rules(claim, f"the model failed ({failure.reason})")
+        cited, removed, spans = {canonical(c) for c in claim.citations}, 0, []
+        try:
+            for a in reply.assertions:
+                text, n = _without_ids(a.text, cited, "")
+                scope = [_without_ids(c, cited, "") for c in a.scope]
+                removed += n + sum(m for _, m in scope)
+                spans.append((_locate(text, claim.text), [_condition(c, claim.text) for c, _ in scope]))
             assertions = from_spans(claim.id, claim.text, spans)
         except SplitError as error:
-            return Decomposition(assertions=split_claim(claim.id, claim.text),
-                                 how=f"{RULES}; the model's split was not used: {error}")
-        return Decomposition(assertions=assertions, how=f"by the model {self.client.model!r}, checked to be spans of the claim")
+            return _rules(claim, str(error))
+        how = f"by the model {self.client.model!r}, checked to be spans of the claim"
+        if removed:
+            how += f"; {_count(removed, 'arXiv ID')} the claim does not cite removed from the model's split"
+        return Decomposition(assertions=assertions, how=how)
 
     def assess(self, assertion: Assertion, claim: Claim, paper: Paper, relevance: float, why: str) -> Evidence:
         system, user = self._stance_prompt
@@ -73,19 +94,89 @@ class LLMAnalyst:
             claim=claim.text,
             claim_date=claim.dated or "undated",
             paper_id=paper.id,
-            title=paper.title,
+            title=_as_data(paper.title),
             published=paper.published.isoformat(),
             text_kind=_TEXT_KIND[source],
-            text="\n".join(t for t in [paper.summary, *paper.findings] if t.strip()) or "(no text beyond the title)",
+            text=_as_data("\n".join(t for t in [paper.summary, *paper.findings] if t.strip())
+                          or "(no text beyond the title)"),
         )
-        answer = self.client.structured(system, prompt, StanceReply)
-        quote = verbatim(answer.quote, paper.text()) if answer.quote else None
-        rationale = answer.rationale.strip()
-        if answer.quote and quote is None:
-            rationale += f" (The model's quote was dropped: it does not occur in the paper's {source} text we hold.)"
+        try:
+            answer = self.client.structured(system, prompt, StanceReply)
+        except AnswerFailed as failure:
+            judged = self.fallback.assess(assertion, claim, paper, relevance, why)
+            return judged.model_copy(update={"rationale": f"model failed ({failure.reason}); {judged.rationale}",
+                                             "fallback": True})
+        rationale, quote, removed = _ground(answer, paper, source)
         stance = None if answer.stance == "undetermined" else answer.stance
-        return evidence(assertion, claim, paper, relevance, why, stance=stance, confidence=answer.confidence,
-                        rationale=rationale, quote=quote, judged_by=self.judged_by)
+        judged = evidence(assertion, claim, paper, relevance, why, stance=stance, confidence=answer.confidence,
+                          rationale=rationale, quote=quote, judged_by=self.judged_by)
+        return judged.model_copy(update={"removed": removed})
+
+
+def _rules(claim: Claim, why_not_the_model: str) -> Decomposition:
+    return Decomposition(assertions=split_claim(claim.id, claim.text),
+                         how=f"{RULES}; the model's split was not used: {why_not_the_model}")
+
+
+# Retrieved text reaches the model only between these tags; the system prompt says what is inside is data.
+_DATA_TAG = re.compile(r"</?\s*paper_text\b[^>]*>", re.IGNORECASE)
+
+
+def _as_data(text: str) -> str:
+    """Retrieved text with any <paper_text> tag in it defused, so it cannot close the data block and
+    go on as if it were the prompt."""
+    return _DATA_TAG.sub("[tag removed]", text)
+
+
+# Text in double quotes, straight or curly; four or more words of it present themselves as the paper's.
+_QUOTED = re.compile(r'"[^"]*"|“[^”]*”')
+_QUOTED_WORDS = 4
+_REMOVED = "[removed]"
+
+
+def _ground(answer: StanceReply, paper: Paper, source: str) -> tuple[str, str | None, int]:
+    """The model's rationale and quote less what this paper does not bear out, and how many things went.
+
+    The quote must occur in the paper's text and name no other paper; a passage quoted in the rationale
+    must occur in the text; an arXiv ID anywhere must be this paper's (one the model remembers, or that
+    the text told it to cite, was not judged here). Removed passages and IDs leave `_REMOVED` in their
+    place, and the rationale ends with a note saying what was removed."""
+    text, own = paper.text(), {canonical(paper.id)}
+    notes: list[str] = []
+    quote = verbatim(answer.quote, text) if answer.quote else None
+    if answer.quote and quote is None:
+        notes.append(f"the model's quote was dropped: it does not occur in the paper's {source} text we hold")
+    elif quote is not None and _without_ids(quote, own, "")[1]:
+        quote = None
+        notes.append("the model's quote was dropped: it names an arXiv ID other than this paper's")
+    rationale = answer.rationale
+    unfounded = [m for m in _QUOTED.finditer(rationale)
+                 if len(m.group().split()) >= _QUOTED_WORDS and verbatim(m.group(), text) is None]
+    for m in reversed(unfounded):
+        rationale = rationale[: m.start()] + _REMOVED + rationale[m.end() :]
+    if unfounded:
+        notes.append(f"{_count(len(unfounded), 'quoted passage')} not in the paper's {source} text removed")
+    rationale, ids = _without_ids(rationale, own, _REMOVED)
+    if ids:
+        notes.append(f"{_count(ids, 'arXiv ID')} other than this paper's removed")
+    rationale = rationale.strip()
+    if notes:
+        note = "; ".join(notes)
+        rationale += f" ({note[0].upper()}{note[1:]}.)"
+    return rationale, quote, (bool(answer.quote) and quote is None) + len(unfounded) + ids
+
+
+def _without_ids(text: str, keep: set[str], marker: str) -> tuple[str, int]:
+    """`text` with every arXiv ID not in `keep` (canonical IDs) replaced by `marker`, and how many were.
+    A bare ID-shaped number counts too: in a model's reply there is nothing else it could be."""
+    foreign = [m for m in find_mentions(text, citing=True) if m.key not in keep]
+    for m in reversed(foreign):
+        text = text[: m.start] + marker + text[m.end :]
+    return text, len(foreign)
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}{'' if n == 1 else 's'}"
 
 
 def _locate(span: str, claim: str) -> tuple[int, int]:

@@ -65,6 +65,9 @@ class Evidence(BaseModel):
     quote: str | None = Field(default=None, description="verbatim from quote_source; checked to occur there")
     quote_source: Literal["abstract", "paraphrase"] | None = None
     judged_by: JudgedBy = "heuristic"
+    fallback: bool = Field(default=False, description="the model failed on this one, so judged_by judged it instead")
+    removed: int = Field(default=0, description="quotes, quoted passages and arXiv IDs removed from the model's text "
+                                                "as not grounded in this paper (the rationale says which)")
     newer_than_claim: bool = False
     retrieved_because: str = Field(default="", description="the query that found it, or 'cited by the claim'")
 
@@ -134,6 +137,90 @@ class TaskFinding(BaseModel):
     evidence: list[str] = Field(default=[], description="arXiv IDs or simulation keys")
 
 
+class PaperChange(BaseModel):
+    """A paper listed for an assertion in one run and not in the other."""
+
+    arxiv_id: str
+    title: str = ""
+    published: date | None = None
+    stance: Stance | None = Field(default=None, description="its stance toward the assertion; None: undetermined")
+    cited: bool = Field(default=False, description="one of the claim's own citations, judged against the assertion")
+
+
+class StanceChange(BaseModel):
+    """A paper judged against the same assertion in both runs, with a different stance now."""
+
+    arxiv_id: str
+    title: str = ""
+    before: Stance | None
+    after: Stance | None
+    cited: bool = False
+
+
+class EvidenceMove(BaseModel):
+    """A source whose position behind an assertion's verdict changed (None: it took no position in that run)."""
+
+    ref: str = Field(description="an arXiv ID or a simulation key")
+    before: Stance | None
+    after: Stance | None
+
+
+class AssertionChange(BaseModel):
+    claim_id: str
+    assertion_id: str
+    text: str
+    new_papers: list[PaperChange] = Field(default=[], description="listed for it now, not in the earlier run")
+    dropped_papers: list[PaperChange] = Field(default=[], description="listed in the earlier run, not now")
+    stance_changes: list[StanceChange] = []
+    verdict_before: VerdictLabel | None = Field(default=None, description="None: the assertion is new")
+    verdict_after: VerdictLabel | None = Field(default=None, description="None: the assertion is gone")
+    moved_by: list[EvidenceMove] = Field(default=[], description="the positions behind the verdict that changed")
+
+
+class ClaimChange(BaseModel):
+    """A claim whose verdict or durability changed, and the assertion verdicts that moved it."""
+
+    claim_id: str
+    text: str
+    verdict_before: VerdictLabel
+    verdict_after: VerdictLabel
+    durability_before: Durability
+    durability_after: Durability
+    moved_by: list[str] = Field(default=[], description="'C2.a: supported → contested' per assertion whose verdict changed")
+
+
+class CitationChange(BaseModel):
+    where: str = Field(description="the claim's id, or 'anchors' for the anchor list")
+    as_written: str
+    arxiv_id: str | None
+    before: str | None = Field(description="its status in the earlier run; None: not cited then")
+    after: str | None = Field(description="its status now; None: no longer cited")
+
+
+class ClaimRef(BaseModel):
+    id: str
+    text: str
+
+
+class WhatChanged(BaseModel):
+    """A re-check against an earlier run of the same audit (agent/changes.py), from both runs' stored records."""
+
+    against: str = Field(description="the run id of the earlier run")
+    against_date: date | None = None
+    since: date | None = Field(default=None, description="this run's literature window starts here (None: no limit)")
+    changed: bool
+    summary: str
+    claims_added: list[ClaimRef] = []
+    claims_removed: list[ClaimRef] = []
+    claims: list[ClaimChange] = []
+    assertions: list[AssertionChange] = Field(default=[], description="per assertion: new and dropped papers "
+                                              "(papers judged unrelated are left out), stance and verdict changes")
+    citations: list[CitationChange] = []
+    simulation_before: str | None = Field(default=None, description="set, with simulation_after, only when the "
+                                          "lab's one-sentence result (or why none ran) changed")
+    simulation_after: str | None = None
+
+
 class SourceInfo(BaseModel):
     name: str
     detail: str
@@ -146,6 +233,7 @@ class Report(BaseModel):
     title: str = ""
     config: dict[str, Any]
     question: str
+    what_changed: WhatChanged | None = Field(default=None, description="re-checks only: what changed since the run re-checked")
     bottom_line: str
     claims: list[ClaimAudit]
     citations: list[CitationCheck]  # every claim's citations, then the anchor list's
@@ -155,6 +243,13 @@ class Report(BaseModel):
     tasks: list[TaskFinding]
     sources: list[SourceInfo]
     method: dict[str, Any]
+
+
+def report_json_schema() -> dict[str, Any]:
+    """report.json's JSON Schema (draft 2020-12), generated from `Report` (`collapse-audit schema`)."""
+    schema = Report.model_json_schema(mode="serialization")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$comment": f"collapse-audit report.json, schema_version {SCHEMA_VERSION}", **schema}
 
 
 def migrate_report(data: dict[str, Any]) -> Report:

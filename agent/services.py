@@ -30,7 +30,7 @@ _built: dict[str, Services] = {}
 
 
 def services_for(run: RunConfig) -> Services:
-    key = run.model_dump_json(include={"run_id", "source", "arxiv_url", "llm", "model"})
+    key = run.model_dump_json(include={"run_id", "source", "arxiv_url", "llm", "model", "against"})
     if key not in _built:
         settings = Settings()
         settings.home.mkdir(parents=True, exist_ok=True)
@@ -38,7 +38,8 @@ def services_for(run: RunConfig) -> Services:
         embedder = get_embedder(settings.embeddings)
         # the source carries the run's embedder, so grounding uses the one the settings chose
         source = open_source(run.source, arxiv_url=run.arxiv_url, cache_path=settings.cache_path, snapshot=snapshot,
-                             embedder=embedder, min_interval=request_interval(run.arxiv_url))
+                             embedder=embedder, min_interval=request_interval(run.arxiv_url),
+                             fresh=run.against is not None)  # a re-check asks the literature afresh
         _built[key] = Services(settings, snapshot, source, embedder, _analyst(run, settings, embedder))
     return _built[key]
 

@@ -30,6 +30,7 @@ class RunConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = 0
     out_dir: Path
+    against: str | None = None  # a re-check: the earlier run it is compared with; its literature is asked afresh
 
 
 class Candidate(BaseModel):
@@ -58,6 +59,7 @@ class AuditState(TypedDict, total=False):
     tasks: list[TaskFinding]
     bottom_line: str
     report_files: list[str]
+    baseline: dict[str, Any]  # a re-check's earlier run as stored (agent/changes.py Baseline, JSON form)
 
 
 class ClaimPayload(TypedDict):

@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 
-def run_cli(*args: str, home: Path, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLLAPSE_AUDIT_HOME": str(home)}
+def run_cli(*args: str, home: Path, cwd: Path | None = None, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`env`: variables to set on top of this process's environment."""
+    env = {**os.environ, **(env or {}), "COLLAPSE_AUDIT_HOME": str(home)}
     exe = Path(sys.executable).with_name("collapse-audit")
     return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)

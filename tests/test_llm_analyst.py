@@ -10,10 +10,12 @@ from datetime import date
 import pytest
 from tests.openai_server import OpenAIServer, Reply, rate_limited, reply, server_error, unauthorized
 
+from agent.analyst import OfflineAnalyst
 from agent.assertions import Assertion, split_claim
 from agent.llm_analyst import LLMAnalyst, StanceReply, verbatim
 from agent.models import Claim, Evidence
-from tools.llm import LLMClient, LLMError
+from tools.embeddings import LexicalEmbedder
+from tools.llm import AnswerFailed, LLMClient, LLMError
 from tools.papers import Paper
 
 CLAIM = Claim(
@@ -40,7 +42,8 @@ PAPER = Paper(
 
 
 def analyst(server: OpenAIServer, max_retries: int = 2) -> LLMAnalyst:
-    return LLMAnalyst(LLMClient(server.base_url, None, "test-model", timeout=5, max_retries=max_retries))
+    client = LLMClient(server.base_url, None, "test-model", timeout=5, max_retries=max_retries)
+    return LLMAnalyst(client, fallback=OfflineAnalyst(LexicalEmbedder()))
 
 
 def stance(stance: str, quote: str | None, rationale: str = "The paper bounds the error when data accumulates.",
@@ -181,7 +184,7 @@ def test_verbatim_matches_only_the_text_itself():
     assert verbatim("  ", text) is None
 
 
-def test_server_without_json_schema_gets_the_schema_in_the_prompt():
+def test_server_without_json_schema_gets_json_mode_and_the_schema_in_the_prompt():
     fenced = "Here you go:\n```json\n" + json.dumps(stance("supports", None)) + "\n```"
     with OpenAIServer([reply(fenced), reply(stance("unrelated", None))], rejects_json_schema=True) as server:
         client = LLMClient(server.base_url, "sk-test", "test-model", timeout=5)
@@ -191,7 +194,8 @@ def test_server_without_json_schema_gets_the_schema_in_the_prompt():
     assert (first.stance, first.confidence, first.quote, second.stance) == ("supports", 0.8, None, "unrelated")
     rejected, fallback, remembered = server.requests
     assert rejected["response_format"]["type"] == "json_schema"
-    assert "response_format" not in fallback and "response_format" not in remembered
+    assert fallback["response_format"] == remembered["response_format"] == {"type": "json_object"}
+    assert client.mode == "json_object"
     system = fallback["messages"][0]["content"]
     assert system.startswith("You grade.") and "JSON schema" in system and '"stance"' in system
     assert '"confidence"' in system
@@ -216,10 +220,10 @@ def test_invalid_output_is_reasked_once_with_the_validation_error(bad, complaint
     assert "not valid" in reask and complaint in reask
 
 
-def test_invalid_output_twice_is_an_llm_error():
+def test_invalid_output_twice_fails_that_answer():
     with OpenAIServer([reply("I think it supports the claim."), reply("{not json")]) as server:
-        with pytest.raises(LLMError) as failure:
-            assess(server)
+        with pytest.raises(AnswerFailed) as failure:
+            LLMClient(server.base_url, None, "test-model", timeout=5).structured("s", "u", StanceReply)
     assert len(server.requests) == 2
     message = str(failure.value)
     assert "\n" not in message and server.base_url in message and "StanceReply" in message
@@ -234,10 +238,10 @@ def test_rate_limit_and_server_error_are_retried():
     assert time.monotonic() - started < 5
 
 
-def test_rate_limit_beyond_retries_is_an_llm_error():
+def test_rate_limit_beyond_retries_fails_that_answer():
     with OpenAIServer([rate_limited(0.01), rate_limited(0.01)]) as server:
-        with pytest.raises(LLMError, match=r"rate-limiting \(HTTP 429\) after 1 retries"):
-            assess(server, max_retries=1)
+        with pytest.raises(AnswerFailed, match=r"rate-limiting \(HTTP 429\) after 1 retries"):
+            LLMClient(server.base_url, None, "test-model", timeout=5, max_retries=1).structured("s", "u", StanceReply)
 
 
 def test_unreachable_endpoint_is_one_line_saying_what_to_check():
@@ -246,7 +250,8 @@ def test_unreachable_endpoint_is_one_line_saying_what_to_check():
         port = probe.getsockname()[1]
     client = LLMClient(f"http://127.0.0.1:{port}/v1", None, "test-model", timeout=2, max_retries=0)
     with pytest.raises(LLMError) as failure:
-        LLMAnalyst(client).assess(ASSERTION, CLAIM, PAPER, 0.5, WHY)
+        client.probe()
+    assert not isinstance(failure.value, AnswerFailed), "no answer to fall back from: the run must stop"
     message = str(failure.value)
     assert "\n" not in message
     assert f"127.0.0.1:{port}" in message and "running" in message

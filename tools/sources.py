@@ -72,6 +72,9 @@ class PaperSource:
         self.embedder: Embedder | None = None  # the embedder the run chose; grounding uses it
         self.grounding: dict[str, object] = {}  # tools.grounding's state for this source: one judge per embedder
         self._probe_lock = threading.Lock()  # the agent's worker threads share one source: probe once
+        # Ask afresh (a re-check): cached papers and searches are not reused, only refreshed; a cached
+        # "no such paper" is still only a first answer that needs re-confirming.
+        self.fresh = False
 
     # --- lookups ---------------------------------------------------------------------------------
 
@@ -92,7 +95,7 @@ class PaperSource:
         result: dict[str, Lookup] = {}
         seen_absent: set[str] = set()
         if self.cache:
-            for key, paper in self.cache.papers(keys).items():
+            for key, paper in (self.cache.papers(keys) if not self.fresh else {}).items():
                 if key not in versioned or paper.versions is not None:
                     result[key] = Lookup(status="found", paper=paper, origin="cache")
             self._cache_hits += len(result)
@@ -164,7 +167,7 @@ class PaperSource:
     def _live_search(self, query: str, since: date | None, until: date | None, limit: int) -> list[Paper]:
         assert self.client is not None
         key = f"{query}|{since}|{until}|{limit}"
-        if self.cache and (cached := self.cache.search(key)) is not None:
+        if self.cache and not self.fresh and (cached := self.cache.search(key)) is not None:
             self._cache_hits += 1
             return cached
         try:
@@ -272,10 +275,12 @@ def open_source(
     backoff: float = 3.0,
     transport: httpx.BaseTransport | None = None,
     embedder: Embedder | None = None,
+    fresh: bool = False,
 ) -> PaperSource:
     """The source chain for `--source auto|snapshot|arxiv`. `cache_path=None` keeps the cache in memory.
 
     `embedder`: the one the run's settings chose; grounding through this source uses it.
+    `fresh`: ask the live API again rather than reuse cached papers and searches (a re-check).
     """
     if mode not in SOURCE_MODES:
         raise ValueError(f"source {mode!r} is not one of: {', '.join(SOURCE_MODES)}")
@@ -290,4 +295,5 @@ def open_source(
     cache = LookupCache(cache_path) if mode != "snapshot" else None
     source = PaperSource(mode, snapshot=snapshot, client=client, cache=cache)
     source.embedder = embedder
+    source.fresh = fresh
     return source

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from importlib.metadata import version
 
+from agent.changes import since_baseline
 from agent.models import Evidence, Report, SourceInfo
 from agent.nodes.simulate import lab_answer, skipped_because, sweep_result
 from agent.report.bibtex import bibtex
@@ -53,7 +54,11 @@ def write_audit_report(state: AuditState) -> dict:
             "snapshot_date": services.snapshot.snapshot_date.isoformat(),
             "embeddings": services.embedder.name,
             "judgements": {**{kind: judged.count(kind) for kind in ("heuristic", "model")},
-                           "undetermined": sum(e.stance is None for e in judgements)},
+                           "undetermined": sum(e.stance is None for e in judgements),
+                           # judged by the heuristic because the model failed on them (counted in "heuristic")
+                           "fallback": sum(e.fallback for e in judgements)},
+            # quotes, quoted passages and arXiv IDs the model wrote that the judged paper does not bear out
+            "removed_from_model_text": sum(e.removed for e in judgements),
             "claim_coverage": {
                 "claims": len(audits),
                 "with_checkable_id": len(with_id),
@@ -62,6 +67,8 @@ def write_audit_report(state: AuditState) -> dict:
             "quotes": _quote_note([e for e in judgements if e.quote]),
         },
     )
+    if state.get("baseline"):  # a re-check: what changed since the run it re-checks, from both runs' records
+        report.what_changed = since_baseline(state["baseline"], report, since=run.since)
     files = write_report(report, run.out_dir, figures=figures, sweep=sweep)
     files.append(_write_bib(state, citations, judgements, run.out_dir))
     return {"report_files": [str(f) for f in files]}

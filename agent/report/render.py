@@ -9,6 +9,7 @@ from pathlib import Path
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from agent.changes import changes_view
 from agent.models import AssertionAudit, ClaimAudit, Evidence, Report
 from agent.nodes.simulate import (
     band_text,
@@ -346,6 +347,7 @@ def write_report(report: Report, out_dir: Path, figures: list[str], sweep: Sweep
         "claims": [claim_view(c) for c in report.claims],
         "sim": sim_section(sweep) if sweep is not None else None,
         "figures": [Path(f) for f in figures],
+        "changes": changes_view(report.what_changed) if report.what_changed else None,
     }
     md = out_dir / "report.md"
     md.write_text(_environment(autoescape=False).get_template("report.md.j2").render(**context), encoding="utf-8")

@@ -1,0 +1,469 @@
+"""Running an audit: options in, a typed result out. `run` and `recheck` (and, later, `schedule run`
+and `replay`) plan and start runs here; agent/cli.py only reads arguments and prints.
+
+    planned = plan_run(RunOptions(source="snapshot", sim_budget="tiny"))   # or plan_recheck / plan_resume
+    result = run_audit(planned.config, store=planned.store, baseline=planned.baseline)
+    result.exit_code, result.report_files, result.what_changed
+
+Planning refuses bad input with `BadInput` (exit 2, one line) before anything heavy is imported,
+cheapest checks first: option values and dates, the output directory, the inquiry and its claims,
+the device (torch only for `--device cuda` on a machine that has a GPU driver). torch,
+sentence-transformers and the LangGraph graph are imported once a run starts. This module imports
+only the standard library at load time, so the CLI can import it for `--help` and errors.
+
+Every run is recorded in the run store of its audit (agent/store.py): a project's runs in the
+project's runs directory, others in the data dir.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from agent.models import WhatChanged
+    from agent.projects import Audit
+    from agent.state import RunConfig
+    from agent.store import RunRecord, RunStore
+
+# Exit codes of every command (agent/cli.py): 1 is "findings" — a flagged citation
+# (verify-citations), or a change found by `recheck --fail-on-change`.
+EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_RUN_FAILED = 0, 1, 2, 3, 4
+
+SOURCES, LLMS = ("auto", "snapshot", "arxiv"), ("none", "openai")
+BUDGETS, DEVICES = ("none", "tiny", "small", "full"), ("auto", "cpu", "cuda")
+_RELATIVE = re.compile(r"^(\d+)\s*(d|w|mo|y)$")
+_UNIT_DAYS = {"d": 1, "w": 7, "mo": 30.44, "y": 365.25}
+STAGE_LABELS = {
+    "load_claims": "claims loaded",
+    "ground_citations": "citations grounded",
+    "retrieve_literature": "literature retrieved",
+    "assess_stance": "stance assessed",
+    "run_simulations": "simulations run",
+    "synthesize": "verdicts synthesized",
+    "write_report": "report written",
+}
+
+
+class BadInput(ValueError):
+    """Input a run cannot use (exit 2); the message is one line saying what to fix."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """`collapse-audit run`'s options, as given (None: the default)."""
+
+    inquiry: Path | None = None
+    claims: Path | None = None
+    source: str = "auto"
+    arxiv_url: str | None = None
+    llm: str = "none"
+    model: str | None = None
+    since: str | None = None
+    sim_budget: str = "small"
+    device: str = "auto"
+    out: Path | None = None
+    seed: int = 0
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class RecheckOptions:
+    """`collapse-audit recheck`'s options; None takes the value of the run re-checked."""
+
+    against: str = "latest"
+    inquiry: Path | None = None
+    since: str | None = None
+    source: str | None = None
+    arxiv_url: str | None = None
+    llm: str | None = None
+    model: str | None = None
+    out: Path | None = None
+    force: bool = False
+
+
+@dataclass
+class PlannedRun:
+    """A run that passed every input check: what `run_audit` starts (or resumes)."""
+
+    config: RunConfig
+    store: RunStore
+    baseline: RunRecord | None = None  # a re-check: the run it is compared with
+    notices: list[str] = field(default_factory=list)  # lines the user should see once, before the run
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    status: Literal["finished", "failed"]
+    exit_code: int  # EXIT_OK, EXIT_UNREACHABLE or EXIT_RUN_FAILED (the caller decides EXIT_FINDINGS)
+    out_dir: Path
+    report_files: list[Path] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    error: str | None = None  # one line, with how to resume where that helps
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds, this attempt
+    what_changed: WhatChanged | None = None  # re-checks
+    already_finished: bool = False  # `--resume` of a run that had finished: nothing was run
+
+    @property
+    def changed(self) -> bool:
+        return self.what_changed is not None and self.what_changed.changed
+
+
+class RunProgress:
+    """What a run reports while it goes; the CLI prints it, other callers may ignore it."""
+
+    def started(self, run_id: str, out_dir: Path) -> None: ...
+    def resuming(self, stages: list[str]) -> None: ...
+    def stage(self, node: str, label: str, elapsed: float) -> None: ...
+    def simulation(self, done: int, total: int) -> None: ...
+    def notice(self, text: str) -> None: ...
+
+
+# --- input checks (cheap first) ---------------------------------------------------------------
+
+
+def parse_since(value: str, today: date) -> date:
+    """`--since` takes a date (YYYY-MM-DD) or a span back from today: 30d, 8w, 6mo, 1y."""
+    match = _RELATIVE.match(value.strip().lower())
+    if match:
+        since = today - timedelta(days=round(int(match.group(1)) * _UNIT_DAYS[match.group(2)]))
+    else:
+        try:
+            since = date.fromisoformat(value)
+        except ValueError:
+            raise BadInput(f"--since {value!r} is neither a date (YYYY-MM-DD) nor a span like 30d, 8w, 6mo, 1y") from None
+    if since >= today:
+        raise BadInput(f"--since {value!r} leaves no time before today ({today}): give an earlier date or a longer span")
+    return since
+
+
+def choice(flag: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise BadInput(f"{flag} {value!r} is not one of: {', '.join(allowed)}")
+    return value
+
+
+def _check_out(out: Path, force: bool) -> None:
+    """The output directory's checks that write nothing."""
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out} is a file; give a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise BadInput(f"--out {out} already holds results; choose another directory or pass --force to overwrite")
+
+
+def _make_out(out: Path) -> None:
+    """Make the output directory and prove it writable: the last check, so a refused run leaves nothing."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise BadInput(f"--out {out} is not writable ({error.strerror or error}); choose another directory") from None
+
+
+def _no_gpu_driver() -> bool:
+    """True when this Linux machine certainly has no GPU driver (no NVIDIA, WSL or ROCm device), so
+    `--device cuda` can be refused without importing torch; elsewhere torch is asked."""
+    dev = Path("/dev")
+    return sys.platform.startswith("linux") and dev.is_dir() and not (
+        any(dev.glob("nvidia[0-9]*")) or (dev / "dxg").exists() or (dev / "kfd").exists())
+
+
+def _check_device(device: str, *, torch_too: bool) -> None:
+    if device != "cuda":
+        return  # auto falls back to the CPU; the CPU is always there
+    if _no_gpu_driver():
+        raise BadInput("--device cuda: this machine has no GPU driver (no /dev/nvidia*), so torch can see no CUDA GPU: "
+                       "use --device cpu or auto")
+    if torch_too:
+        from simulations.device import resolve_device
+
+        try:
+            resolve_device(device)
+        except ValueError as error:
+            raise BadInput(f"--device {device}: {error}") from None
+
+
+def _audit(inquiry: Path | None, notices: list[str]) -> Audit:
+    from agent.projects import AuditError, current_audit
+
+    try:
+        audit = current_audit(inquiry)
+    except AuditError as error:
+        raise BadInput(str(error)) from None
+    if audit.notice:
+        notices.append(audit.notice)
+    return audit
+
+
+def _check_inquiry(config: RunConfig) -> None:
+    """What the first stage will read, parsed before the run starts."""
+    from agent.claims_store import ClaimsStoreError
+    from agent.inquiry import InquiryError
+    from agent.projects import AuditError, inquiry_for_run
+
+    try:
+        parsed = inquiry_for_run(config)
+    except (InquiryError, ClaimsStoreError, AuditError) as error:
+        raise BadInput(str(error)) from None
+    if not parsed.claims:
+        raise BadInput("the inquiry holds no claims to audit; add bulleted, dated claims")
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def _default_out(audit: Audit, run_id: str) -> Path:
+    return audit.project.runs_dir / run_id if audit.project else Path(f"audit-{run_id}")
+
+
+# --- stores -----------------------------------------------------------------------------------
+
+
+def audit_store(audit: Audit) -> RunStore:
+    """Where an audit's runs are recorded: its project's runs directory, else the data dir's."""
+    from agent.config import Settings
+    from agent.store import RunStore
+
+    return RunStore(audit.project.runs_dir if audit.project else Settings().runs_dir)
+
+
+def store_for(inquiry_path: Path | None) -> RunStore:
+    """The run store of the audit an inquiry file belongs to (None: the packaged default inquiry)."""
+    from agent.projects import audit_of_inquiry
+
+    return audit_store(audit_of_inquiry(inquiry_path))
+
+
+def _stores(inquiry: Path | None) -> list[RunStore]:
+    """The stores a run id is looked up in: the current audit's, then the data dir's."""
+    from agent.config import Settings
+    from agent.projects import AuditError, current_audit
+    from agent.store import RunStore
+
+    stores = []
+    try:
+        stores.append(audit_store(current_audit(inquiry)))
+    except AuditError:
+        pass  # a broken project around the working directory: the data dir's runs are still found
+    data = RunStore(Settings().runs_dir)
+    return stores + ([data] if all(s.root != data.root for s in stores) else [])
+
+
+def find_run(run_id: str, *, inquiry: Path | None = None) -> tuple[RunStore, RunRecord]:
+    """A recorded run by id, from the current audit's store or the data dir's; BadInput when none has it."""
+    stores = _stores(inquiry)
+    for store in stores:
+        record = store.find(run_id)
+        if record is not None:
+            return store, record
+    where = " or ".join(str(s.root) for s in stores)
+    raise BadInput(f"no run {run_id!r} in {where}; list runs with `collapse-audit runs list`")
+
+
+def list_runs(inquiry: Path | None = None, *, limit: int | None = None) -> tuple[RunStore, list[RunRecord]]:
+    """The current audit's store and its runs, newest first (with `inquiry`: only that inquiry's)."""
+    notices: list[str] = []
+    audit = _audit(inquiry, notices)
+    store = audit_store(audit)
+    return store, store.list(inquiry=audit.inquiry_path if inquiry is not None else "any", limit=limit)
+
+
+# --- planning ---------------------------------------------------------------------------------
+
+
+def plan_run(options: RunOptions, *, today: date | None = None) -> PlannedRun:
+    """Check `run`'s options and build its config; BadInput (exit 2) on anything unusable."""
+    today = today or datetime.now(timezone.utc).date()
+    source = choice("--source", options.source, SOURCES)
+    llm = choice("--llm", options.llm, LLMS)
+    budget = choice("--sim-budget", options.sim_budget, BUDGETS)
+    device = choice("--device", options.device, DEVICES)
+    since = parse_since(options.since, today) if options.since else None
+    if options.out is not None:
+        _check_out(options.out, options.force)
+    _check_device(device, torch_too=False)
+
+    from agent.config import Settings
+    from agent.state import RunConfig
+
+    notices: list[str] = []
+    audit = _audit(options.inquiry, notices)
+    run_id = new_run_id()
+    config = RunConfig(
+        run_id=run_id, run_date=today, inquiry_path=audit.inquiry_path,
+        claims_path=options.claims.resolve() if options.claims else None,
+        source=source, arxiv_url=options.arxiv_url or Settings().arxiv_url, llm=llm, model=options.model,
+        since=since, sim_budget=budget, device=device, seed=options.seed,
+        out_dir=(options.out or _default_out(audit, run_id)).resolve(),
+    )
+    _check_inquiry(config)
+    _check_device(device, torch_too=True)
+    _check_out(config.out_dir, options.force)
+    _make_out(config.out_dir)
+    return PlannedRun(config, audit_store(audit), notices=notices)
+
+
+def plan_resume(run_id: str, *, inquiry: Path | None = None) -> PlannedRun:
+    """A recorded run to continue where it stopped (a finished one is reported, not run again)."""
+    store, record = find_run(run_id, inquiry=inquiry)
+    return PlannedRun(record.run, store)
+
+
+def plan_recheck(options: RecheckOptions, *, today: date | None = None) -> PlannedRun:
+    """Check `recheck`'s options and build the re-check's config from the run it re-checks: the same
+    inquiry, claims and simulation settings (so the sweep cache answers), literature asked afresh."""
+    today = today or datetime.now(timezone.utc).date()
+    source = choice("--source", options.source, SOURCES) if options.source is not None else None
+    llm = choice("--llm", options.llm, LLMS) if options.llm is not None else None
+    since = parse_since(options.since, today) if options.since else None
+    if options.out is not None:
+        _check_out(options.out, options.force)
+
+    notices: list[str] = []
+    audit = _audit(options.inquiry, notices)
+    if options.against == "latest":
+        store = audit_store(audit)
+        baseline = store.latest(audit.inquiry_path)
+        if baseline is None:
+            raise BadInput(f"no finished run of {audit.describe()} to re-check in {store.root}; "
+                           "start one with `collapse-audit run`")
+    else:
+        store, baseline = find_run(options.against, inquiry=options.inquiry)
+        if baseline.status != "finished" or baseline.audit is None:
+            raise BadInput(f"run {baseline.run_id} did not finish ({baseline.status}); resume it with "
+                           f"`collapse-audit run --resume {baseline.run_id}`, or re-check another run")
+    earlier = baseline.run
+    run_id = new_run_id()
+    from agent.projects import audit_of_inquiry
+
+    config = earlier.model_copy(update={
+        "run_id": run_id, "run_date": today, "against": baseline.run_id,
+        "source": source or earlier.source, "arxiv_url": options.arxiv_url or earlier.arxiv_url,
+        "llm": llm or earlier.llm, "model": options.model if options.model is not None else (
+            earlier.model if (llm or earlier.llm) == earlier.llm else None),
+        "since": since or earlier.since,
+        "out_dir": (options.out or _default_out(audit_of_inquiry(earlier.inquiry_path), run_id)).resolve(),
+    })
+    _check_inquiry(config)
+    _check_device(config.device, torch_too=True)
+    _check_out(config.out_dir, options.force)
+    _make_out(config.out_dir)
+    return PlannedRun(config, store, baseline=baseline, notices=notices)
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+def _inputs_hash(config: RunConfig) -> str:
+    from agent.inquiry import default_inquiry_text
+    from agent.projects import audit_of_inquiry, inquiry_for_run
+    from agent.store import inputs_hash
+
+    audit = audit_of_inquiry(config.inquiry_path)
+    text = audit.inquiry_path.read_text(encoding="utf-8") if audit.inquiry_path else default_inquiry_text()
+    users = [c for c in inquiry_for_run(config).claims if c.origin == "user"]
+    return inputs_hash(text, users, config)
+
+
+def run_audit(config: RunConfig, *, store: RunStore | None = None, baseline: RunRecord | None = None,
+              progress: RunProgress | None = None) -> RunResult:
+    """Run (or resume) the audit `config` describes, record it in the run store, and say how it went.
+
+    A run id the store holds is resumed from its last checkpoint, or reported when it had finished.
+    Failures come back as the result's exit code and one-line error (3: a source or the LLM endpoint
+    was unreachable; 4: a stage failed), the run checkpointed so that `run --resume` continues it.
+    """
+    from agent.models import Report
+
+    progress = progress or RunProgress()
+    store = store or store_for(config.inquiry_path)
+    record = store.find(config.run_id)
+    if record is not None and record.status == "finished":
+        return RunResult(config.run_id, "finished", EXIT_OK, config.out_dir, [Path(f) for f in record.report_files],
+                         what_changed=record.what_changed, timings=dict(record.timings), already_finished=True)
+    if record is None:
+        record = store.create(config, inputs_hash=_inputs_hash(config))
+    elif record.status != "running":  # a failed run, resumed
+        record.status, record.error = "running", None
+        store.save(record)
+    if config.against and baseline is None:
+        baseline = store.find(config.against)
+
+    from agent.graph import build_graph, open_checkpointer
+    from agent.services import services_for
+    from agent.store import audit_record
+    from tools.llm import LLMError
+    from tools.sources import SourceUnreachable
+
+    progress.started(config.run_id, config.out_dir)
+    notices: list[str] = []
+    timings: dict[str, float] = {}
+
+    def failed(code: int, message: str, error: str) -> RunResult:
+        record.timings = _add(record.timings, timings)
+        store.finish(record, "failed", error=error)
+        return RunResult(config.run_id, "failed", code, config.out_dir, notices=notices, error=message,
+                         seconds=sum(timings.values()), timings=timings)
+
+    try:
+        source = services_for(config).source  # fail fast on an unusable endpoint, before any stage runs
+    except LLMError as error:
+        return failed(EXIT_UNREACHABLE, str(error), str(error))
+    thread = {"configurable": {"thread_id": config.run_id}}
+    resume_hint = f"resume with `collapse-audit run --resume {config.run_id}`"
+    with open_checkpointer(store.checkpoints) as saver:
+        graph = build_graph().compile(checkpointer=saver)
+        state = graph.get_state(thread)
+        resuming = state.created_at is not None and state.next
+        payload = None if resuming else {"run": config, **_baseline_input(baseline)}
+        if resuming:
+            progress.resuming(list(state.next))
+        t0 = last = time.perf_counter()
+        try:
+            for mode, chunk in graph.stream(payload, thread, stream_mode=["updates", "custom"], durability="sync"):
+                if mode == "custom" and "simulation" in chunk:
+                    progress.simulation(*chunk["simulation"])
+                elif mode == "updates":
+                    if source.notice and source.notice not in notices:  # e.g. "live arXiv unreachable", said once
+                        notices.append(source.notice)
+                        progress.notice(source.notice)
+                    now = time.perf_counter()
+                    stages = [node for node in chunk if node in STAGE_LABELS]
+                    for node in stages:
+                        timings[node] = timings.get(node, 0.0) + (now - last) / len(stages)
+                        progress.stage(node, STAGE_LABELS[node], now - t0)
+                    last = now
+        except SourceUnreachable as error:
+            return failed(EXIT_UNREACHABLE, f"{error}; {resume_hint}", str(error))
+        except Exception as error:  # noqa: BLE001 — any stage failure: keep the checkpoint, say how to resume
+            return failed(EXIT_RUN_FAILED, f"stage failed: {type(error).__name__}: {error}; {resume_hint}",
+                          f"{type(error).__name__}: {error}")
+        files = graph.get_state(thread).values.get("report_files", [])
+    report = Report.model_validate_json((config.out_dir / "report.json").read_text(encoding="utf-8"))
+    record.timings = _add(record.timings, timings)
+    store.finish(record, "finished", files=files, audit=audit_record(report), what_changed=report.what_changed)
+    return RunResult(config.run_id, "finished", EXIT_OK, config.out_dir, [Path(f) for f in files], notices=notices,
+                     seconds=time.perf_counter() - t0, timings=timings, what_changed=report.what_changed)
+
+
+def _baseline_input(baseline: RunRecord | None) -> dict:
+    """The graph's `baseline` input: the earlier run as stored (agent/changes.py Baseline)."""
+    if baseline is None or baseline.audit is None:
+        return {}
+    return {"baseline": {"run_id": baseline.run_id, "run_date": baseline.run.run_date.isoformat(),
+                         "audit": baseline.audit.model_dump(mode="json")}}
+
+
+def _add(total: dict[str, float], more: dict[str, float]) -> dict[str, float]:
+    return {k: round(total.get(k, 0.0) + more.get(k, 0.0), 3) for k in dict.fromkeys([*total, *more])}
