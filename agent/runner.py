@@ -392,6 +392,15 @@ def run_audit(config: RunConfig, *, store: RunStore | None = None, baseline: Run
     if record is not None and record.status == "finished":
         return RunResult(config.run_id, "finished", EXIT_OK, config.out_dir, [Path(f) for f in record.report_files],
                          what_changed=record.what_changed, timings=dict(record.timings), already_finished=True)
+    from agent.services import services_for
+    from tools.llm import LLMError
+
+    try:
+        source = services_for(config).source  # an unusable LLM endpoint stops the run here, before any stage
+    except LLMError as error:
+        if record is None and config.out_dir.is_dir() and not any(config.out_dir.iterdir()):
+            config.out_dir.rmdir()  # a run that never started leaves neither a folder nor a record
+        return RunResult(config.run_id, "failed", EXIT_UNREACHABLE, config.out_dir, error=str(error))
     if record is None:
         record = store.create(config, inputs_hash=_inputs_hash(config))
     elif record.status != "running":  # a failed run, resumed
@@ -401,9 +410,7 @@ def run_audit(config: RunConfig, *, store: RunStore | None = None, baseline: Run
         baseline = store.find(config.against)
 
     from agent.graph import build_graph, open_checkpointer
-    from agent.services import services_for
     from agent.store import audit_record
-    from tools.llm import LLMError
     from tools.sources import SourceUnreachable
 
     progress.started(config.run_id, config.out_dir)
@@ -416,10 +423,6 @@ def run_audit(config: RunConfig, *, store: RunStore | None = None, baseline: Run
         return RunResult(config.run_id, "failed", code, config.out_dir, notices=notices, error=message,
                          seconds=sum(timings.values()), timings=timings)
 
-    try:
-        source = services_for(config).source  # fail fast on an unusable endpoint, before any stage runs
-    except LLMError as error:
-        return failed(EXIT_UNREACHABLE, str(error), str(error))
     thread = {"configurable": {"thread_id": config.run_id}}
     resume_hint = f"resume with `collapse-audit run --resume {config.run_id}`"
     with open_checkpointer(store.checkpoints) as saver:

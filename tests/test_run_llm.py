@@ -123,6 +123,7 @@ def test_run_without_an_endpoint_fails_before_any_stage(tmp_path):
     assert result.returncode == 3, result.stderr
     assert "OPENAI_API_KEY" in result.stderr and "Traceback" not in result.stderr
     assert "claims loaded" not in result.stderr
+    assert not (tmp_path / "r").exists(), "a run that never started leaves no report folder"
 
 
 @pytest.mark.parametrize(("endpoint", "says"), [("unreachable", "cannot reach the LLM endpoint"),
@@ -141,3 +142,4 @@ def test_run_with_an_unreachable_or_refusing_endpoint_fails_before_any_stage(tmp
     assert says in result.stderr and "Traceback" not in result.stderr
     assert "claims loaded" not in result.stderr
     assert server.requests == [], "the probe asks for no completion"
+    assert not (tmp_path / "r").exists(), "a run that never started leaves no report folder"
