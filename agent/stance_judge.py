@@ -122,7 +122,11 @@ _TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _COMPOUND = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*(?:'[a-z]+)?")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])")
 # Clause boundaries: semicolons, colons, dashes, and before a contrast word ("but", "while", "whereas", ...).
-_CLAUSE_SPLIT = re.compile(r"\s*[;:]\s+|\s+[-\u2013\u2014]+\s+|,?\s+(?=(?:but|while|whereas|however|although|though|yet)\b)")
+# A run of spaces is entered only at its start (`(?<!\s)\s++`), so one with no boundary after it is
+# given up in one step rather than retried from each of its characters (quadratic).
+_CLAUSE_SPLIT = re.compile(
+    r"(?:(?<!\s)\s++)?[;:]\s+|(?<!\s)\s++[-\u2013\u2014]+\s+|,?(?<!\s)\s++(?=(?:but|while|whereas|however|although|though|yet)\b)"
+)
 
 
 def _wordset(words: str) -> frozenset[str]:
@@ -324,10 +328,17 @@ def read_clause(text: str) -> Clause:
             continue
         if _NEGATOR.fullmatch(word) or _BLOCKER.fullmatch(word):
             negations += 1
-            ahead = next((j for j in range(i + 1, min(i + 5, len(words))) if _change(words[j])), None)
+            blocker = _BLOCKER.fullmatch(word) is not None
+            if blocker and i in negated_at:
+                # "does not avoid X": the negation cancels the blocker, so X happens
+                if args := around(i, 0, 2) or around(i, 2, 0):
+                    events.append(Event("term", 1, False, args))
+                continue
+            ahead = next((j for j in range(i + 1, min(i + 5, len(words)))
+                          if _change(words[j]) or (not blocker and _BLOCKER.fullmatch(words[j]))), None)
             if ahead is not None:
                 negated_at.add(ahead)
-            elif _BLOCKER.fullmatch(word):
+            elif blocker:
                 args = around(i, 0, 2) or around(i, 2, 0)
                 if args:
                     events.append(Event("term", -1, True, args))
@@ -403,8 +414,11 @@ def compare(assertion: list[Clause], passage: list[Clause]) -> tuple[Relation, s
             need = 1 if ea.kind == "term" else 2
             candidates = [(p, ep) for p in facing for ep in p.events if ep.kind == ea.kind and len(ea.args & ep.args) >= need]
             if ea.kind == "term":
-                for _, ep in candidates:
-                    verdict(ea, ep, False)
+                # a term said to happen or not is compared only where both clauses describe the same
+                # situation: "replacing data does not avoid collapse" says nothing of accumulating
+                for p, ep in candidates:
+                    if _same_situation(a, p):
+                        verdict(ea, ep, False)
                 continue
             if not candidates:
                 continue
