@@ -288,10 +288,10 @@ def test_a_fragment_takes_its_topic_from_its_claim_never_its_position(judge):
 
 
 def test_a_negated_blocker_says_the_thing_happens_and_only_of_the_same_situation():
-    avoids = read_clause("Early stopping on a held-out set avoids overfitting in small networks")
-    assert compare([avoids], [read_clause("early stopping on a held-out set does not prevent overfitting in small "
+    avoids = read_clause("Data augmentation with random crops avoids overfitting in small networks")
+    assert compare([avoids], [read_clause("data augmentation with random crops does not prevent overfitting in small "
                                           "networks")])[0] == "oppose"
-    assert compare([avoids], [read_clause("early stopping on a held-out set avoids overfitting in small networks")]
+    assert compare([avoids], [read_clause("data augmentation with random crops avoids overfitting in small networks")]
                    )[0] == "agree"
     # another subject that fails to avoid it says nothing about early stopping
     assert compare([avoids], [read_clause("dropout does not avoid overfitting")])[0] == "unknown"
