@@ -5,11 +5,21 @@ agent/stance_judge.py, which abstains when its signals cannot separate stances, 
 labelled heuristic with its confidence) and `LLMAnalyst` (agent/llm_analyst.py, any
 OpenAI-compatible endpoint). Neither decides a verdict: verdicts follow from the stances by the
 calculus in agent/verdicts.py.
+
+They also answer whether a sentence that cites a paper describes it (`citation_fit`): the LLM
+analyst asks its model; the offline analyst abstains, since offline that question is the citation
+grounding's (tools/grounding.py), which needs the whole citation and the literature source. Citation
+statuses in reports come from the grounding alone; the LLM's answer is measured by
+benchmarks/grounding_accuracy.py --llm openai.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from agent.assertions import CITATION, Assertion, Decomposition, split_claim
 from agent.models import Claim, Evidence, JudgedBy
@@ -18,12 +28,25 @@ from tools.embeddings import Embedder
 from tools.papers import Paper
 
 
+class FitAnswer(BaseModel):
+    """Whether a sentence that cites a paper describes that paper."""
+
+    fits: Literal["yes", "no", "undetermined"]
+    confidence: float = 0.0
+    reason: str
+    judged_by: JudgedBy
+    failed: bool = False  # the model failed on this answer, so it is an abstention
+    removed: int = 0  # quoted passages and arXiv IDs removed from the model's reason as unfounded
+
+
 class Analyst(Protocol):
     judged_by: JudgedBy
 
     def decompose(self, claim: Claim) -> Decomposition: ...
 
     def assess(self, assertion: Assertion, claim: Claim, paper: Paper, relevance: float, why: str) -> Evidence: ...
+
+    def citation_fit(self, sentence: str, paper: Paper) -> FitAnswer: ...
 
 
 def evidence(
@@ -52,6 +75,20 @@ def evidence(
     )
 
 
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+def concurrently(analyst: Analyst, judge: Callable[[A], R], items: Sequence[A]) -> list[R]:
+    """`judge` over `items`, in order; as many at once as the analyst asks (`concurrency`: the LLM
+    analyst's client limit, whose semaphore bounds the requests in flight), else one after another."""
+    workers = min(getattr(analyst, "concurrency", 1), len(items))
+    if workers <= 1:
+        return [judge(item) for item in items]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="judge") as pool:
+        return list(pool.map(judge, items))
+
+
 class OfflineAnalyst:
     """Heuristic analyst: no network, no model beyond the sentence embeddings."""
 
@@ -68,3 +105,11 @@ class OfflineAnalyst:
         quote = judged.quote if judged.quote and judged.quote in paper.text() else None
         return evidence(assertion, claim, paper, relevance, why, stance=judged.stance, confidence=judged.confidence,
                         rationale=f"heuristic: {judged.reason}", quote=quote, judged_by=self.judged_by)
+
+    def citation_fit(self, sentence: str, paper: Paper) -> FitAnswer:
+        return FitAnswer(fits="undetermined", reason="offline, whether a citation fits its paper is judged by the "
+                         "citation grounding (tools/grounding.py), from the whole citation", judged_by=self.judged_by)
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        return {}  # no prompt is sent anywhere

@@ -21,10 +21,14 @@ import re
 
 from pydantic import BaseModel
 
-CITATION = re.compile(r"\s*\((?=[^()]*(?:arXiv|\b(?:19|20)\d\d\b))[^()]*\)")
+# A run of spaces is entered only at its start (`(?<!\s)\s++`): tried from each of its characters,
+# a pattern that opens with `\s*` costs the square of the run's length when what follows is missing.
+CITATION = re.compile(r"(?:(?<!\s)\s++)?\((?=[^()]*(?:arXiv|\b(?:19|20)\d\d\b))[^()]*+\)")
 _MARKUP = re.compile(r"[*_`]")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z(])")
-_CLAUSE = re.compile(r"\s*;\s*|\s+[—–]\s+|\s+-\s+|:\s+(?=[a-z])|,\s+(?=(?:while|whereas|but|yet)\b)|\s+(?=while\b)")
+_CLAUSE = re.compile(
+    r"(?:(?<!\s)\s++)?;\s*+|(?<!\s)\s++(?:[—–]\s+|-\s+|(?=while\b))|:\s+(?=[a-z])|,\s+(?=(?:while|whereas|but|yet)\b)"
+)
 _LEAD = re.compile(r"^(?:and|but|while|whereas|yet|instead|rather|so|thus|hence|moreover)\b[,\s]*", re.I)
 _EXTENDS = re.compile(r"^(?:this|these|that|it|they|the same|both|all)\s+(?:\w+\s+){0,2}?"
                       r"(?:held|holds|hold|applies|apply|applied|was|were|is|are|remains|remained|extends|extended)\b",
@@ -32,8 +36,9 @@ _EXTENDS = re.compile(r"^(?:this|these|that|it|they|the same|both|all)\s+(?:\w+\
 _SCOPE = re.compile(
     r"\b(?:even\s+(?:when|if|at|with|for)|only\s+(?:when|if|at|for|in)|when(?:ever)?|unless|as\s+long\s+as|"
     r"provided(?:\s+that)?|across|regardless\s+of|at\s+(?:least|most)|under)\b[^,;.]*"
-    # ... continued by a short list that ends in "and"/"or": "across VAEs, GMMs, and LLMs"
-    r"(?:(?:,\s*\w[\w\s-]{0,30}?)*,?\s+(?:and|or)\s+\w[\w\s-]{0,30}?(?=[,;.]|$))?",
+    # ... continued by a short list that ends in "and"/"or": "across VAEs, GMMs, and LLMs" (at most
+    # ten items, so a long comma-separated run is not rescanned from every condition word in it)
+    r"(?:(?:,\s*\w[\w\s-]{0,30}?){0,10},?\s+(?:and|or)\s+\w[\w\s-]{0,30}?(?=[,;.]|$))?",
     re.I,
 )
 _LEADING_AS = re.compile(r"^as\s+[^,]+,", re.I)

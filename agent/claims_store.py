@@ -9,14 +9,24 @@ ids are numbered past every id in the store and the archive, so a removed id is 
 Claims files for `import`/`validate` are .jsonl (one Claim object per line) or .json (a list of
 Claim objects, or an object with a "claims" list such as a dumped Inquiry); any other file is read as
 an inquiry prompt (agent/inquiry.py).
+
+What a user gives is checked before it is stored (`user_claim`): an arXiv ID no paper can have
+(tools.arxiv_id.check_shape, e.g. 2313.04567 with its month 13), a date after today or a range that
+runs backwards, and an empty tag are refused, each with one line saying what to write instead. A
+claims file is flat JSON records; nesting deeper than `MAX_JSON_DEPTH` is refused as such rather
+than left to blow Python's recursion limit.
+
+Writes replace the file in one step (tools.files.atomic_write): an interrupted `add`, `import` or
+`remove` leaves the store as it was.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
+from collections import Counter
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +34,14 @@ from pydantic import ValidationError
 
 from agent.inquiry import claim_from_text, find_arxiv_ids, load_inquiry, parse_date_expression
 from agent.models import Claim
+from tools.arxiv_id import check_shape
+from tools.files import atomic_write
 
 CLAIMS_FILE_SUFFIXES = (".jsonl", ".json")
-_USER_ID_RE = re.compile(r"^U(\d+)$")
+# At most 18 digits: an id such as "U" + 5,000 digits is no user id (and no int Python converts).
+_USER_ID_RE = re.compile(r"^U([0-9]{1,18})$")
+# A Claim record nests two levels (a list of claims, a claim's lists); a dumped Inquiry a few more.
+MAX_JSON_DEPTH = 32
 
 
 class ClaimsStoreError(ValueError):
@@ -41,8 +56,14 @@ def user_claim(
     tags: list[str] | None = None,
     durability: str | None = None,
     citations: list[str] | None = None,
+    today: date | None = None,
 ) -> Claim:
-    """A user claim: what is not given explicitly is read from the text, as the inquiry parser does."""
+    """A user claim: what is not given explicitly is read from the text, as the inquiry parser does.
+
+    Refused (ClaimsStoreError, one line): an empty text or tag, a date after `today` (default: the
+    system date) or a range that runs backwards, and a cited arXiv ID no paper can have.
+    """
+    today = today or date.today()
     if not text.strip():
         raise ClaimsStoreError("the claim text is empty: write the claim as one or more sentences")
     fields = claim_from_text(text, claim_id, origin="user").model_dump()
@@ -52,16 +73,28 @@ def user_claim(
         except ValueError as error:
             raise ClaimsStoreError(str(error)) from error
         fields["dated"] = " ".join(dated.split())
+    if fields["year_end"] is not None and fields["year_end"] > today.year:
+        raise ClaimsStoreError(
+            f"the claim is dated {_shown(fields['dated'])}, after today ({today.isoformat()}): date it by when it was"
+            " claimed, e.g. --date 2024"
+        )
     if tags is not None:
-        fields["tags"] = list(dict.fromkeys(tag.strip().lower() for tag in tags if tag.strip()))
+        if any(not tag.strip() for tag in tags):
+            raise ClaimsStoreError("a tag is empty: give each tag a word, e.g. --tag ratio")
+        fields["tags"] = list(dict.fromkeys(tag.strip().lower() for tag in tags))
     if durability is not None:
         fields["durability"] = durability
     if citations is not None:
         normalised = [find_arxiv_ids(citation) for citation in citations]
         bad = [citation for citation, ids in zip(citations, normalised) if len(ids) != 1]
         if bad:
-            raise ClaimsStoreError(f"citation {bad[0]!r} is not one arXiv ID: write it as 2305.17493 or arXiv:2305.17493")
+            raise ClaimsStoreError(f"citation {_shown(bad[0])} is not one arXiv ID: write it as 2305.17493 or arXiv:2305.17493")
         fields["citations"] = list(dict.fromkeys(ids[0] for ids in normalised))
+    for arxiv_id in fields["citations"]:
+        # A user adding a claim wants it checked, so an ID no paper can have is a typo to fix now
+        # (an inquiry keeps one for grounding to report; see agent/inquiry.py).
+        if (shape := check_shape(arxiv_id, today)) is not None:
+            raise ClaimsStoreError(f"arXiv ID {_shown(arxiv_id)} is refused: {shape.reason}; check the number")
     try:
         return Claim.model_validate(fields)
     except ValidationError as error:
@@ -121,8 +154,8 @@ def claims_file_warnings(claims: list[Claim]) -> list[str]:
         if key in seen:
             warnings.append(f"{claim.id} repeats {seen[key]}")
         seen.setdefault(key, claim.id)
-    ids = [claim.id for claim in claims]
-    warnings += [f"id {claim_id} is used more than once" for claim_id in dict.fromkeys(ids) if ids.count(claim_id) > 1]
+    uses = Counter(claim.id for claim in claims)  # one pass: ids.count() per id was quadratic
+    warnings += [f"id {claim_id} is used more than once" for claim_id, count in uses.items() if count > 1]
     return warnings
 
 
@@ -213,20 +246,19 @@ class ClaimsStore:
         return claims
 
     def _append(self, path: Path, claims: list[Claim]) -> None:
+        """Add records to `path` by replacing it whole (tools.files.atomic_write): an append cut
+        short would leave half a record, which makes the whole store unreadable."""
         if not claims:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
+        old = path.read_bytes() if path.exists() else b""
         # A hand-edited store may lack its final newline; never glue a record onto the last line.
-        needs_newline = path.exists() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
-        with path.open("a", encoding="utf-8") as out:
-            out.write("\n" if needs_newline else "")
-            out.writelines(claim.model_dump_json() + "\n" for claim in claims)
+        if old and not old.endswith(b"\n"):
+            old += b"\n"
+        atomic_write(path, old + "".join(claim.model_dump_json() + "\n" for claim in claims).encode("utf-8"))
 
     def _rewrite(self, claims: list[Claim]) -> None:
         """Replace the store in one step, so that an interrupted write leaves the old file intact."""
-        temporary = self.path.with_name(f".{self.path.name}.tmp")
-        temporary.write_text("".join(claim.model_dump_json() + "\n" for claim in claims), encoding="utf-8")
-        os.replace(temporary, self.path)
+        atomic_write(self.path, "".join(claim.model_dump_json() + "\n" for claim in claims))
 
 
 def claim_key(text: str) -> str:
@@ -240,22 +272,63 @@ def _jsonl_records(path: Path, text: str) -> list[tuple[str, Any]]:
         if not line.strip():
             continue
         try:
-            records.append((str(number), json.loads(line)))
+            records.append((str(number), _loads(line)))
         except json.JSONDecodeError as error:
             raise ClaimsStoreError(f"{path}:{number}: not JSON ({error.msg}); write one JSON object per line") from error
+        except ValueError as error:
+            raise ClaimsStoreError(f"{path}:{number}: {error}") from error
     return records
 
 
 def _json_records(path: Path, text: str) -> list[tuple[str, Any]]:
     try:
-        data = json.loads(text)
+        data = _loads(text)
     except json.JSONDecodeError as error:
         raise ClaimsStoreError(f"{path}:{error.lineno}: not JSON ({error.msg})") from error
+    except ValueError as error:
+        raise ClaimsStoreError(f"{path}: {error}") from error
     if isinstance(data, dict) and isinstance(data.get("claims"), list):
         data = data["claims"]
     if not isinstance(data, list):
         raise ClaimsStoreError(f"{path}: expected a list of claims or an object with a \"claims\" list")
     return [(f"claim {n}", record) for n, record in enumerate(data, start=1)]
+
+
+def _loads(text: str) -> Any:
+    """json.loads, with the ways it fails on hostile input turned into ValueErrors that say so: a
+    number of more than 4,300 digits (Python refuses to convert it) and nesting too deep to parse
+    or to use (RecursionError)."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels; a claims file holds flat records") from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as error:  # int conversion limit
+        raise ValueError(f"holds a number too long to read ({str(error).split(':')[0]}); write numbers as numbers, ids as strings") from None
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels; a claims file holds flat records")
+    return data
+
+
+def _depth(data: Any) -> int:
+    """How deeply lists and objects nest in `data`, without recursion (so it cannot overflow)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, (list, dict)):
+            deepest = max(deepest, level)
+            if level > MAX_JSON_DEPTH:
+                break
+            stack.extend((item, level + 1) for item in (value.values() if isinstance(value, dict) else value))
+    return deepest
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """A value as a one-line error message quotes it: its repr (no raw newline), cut to `limit`
+    characters, never a megabyte echoed."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _claim_from_record(path: Path, where: str, record: Any, default_id: str) -> Claim:
@@ -264,11 +337,13 @@ def _claim_from_record(path: Path, where: str, record: Any, default_id: str) -> 
         raise ClaimsStoreError(f"{path}:{where}: each claim needs a \"text\" string, e.g. {{\"text\": \"...\"}}")
     unknown = sorted(set(record) - set(Claim.model_fields))
     if unknown:
-        raise ClaimsStoreError(f"{path}:{where}: unknown field {unknown[0]!r}; allowed: {', '.join(Claim.model_fields)}")
+        raise ClaimsStoreError(f"{path}:{where}: unknown field {_shown(unknown[0])}; allowed: {', '.join(Claim.model_fields)}")
     for field, expected in (("dated", str), ("durability", str), ("tags", list), ("citations", list)):
         value = record.get(field)
         if value is not None and not isinstance(value, expected):
-            raise ClaimsStoreError(f"{path}:{where}: {field!r} must be a {expected.__name__}, got {value!r}")
+            raise ClaimsStoreError(f"{path}:{where}: {field!r} must be a {expected.__name__}, got {_shown(value)}")
+    if isinstance(record.get("id"), bool) or (record.get("id") is not None and not isinstance(record["id"], (str, int))):
+        raise ClaimsStoreError(f"{path}:{where}: \"id\" must be a string such as \"C1\", got {_shown(record['id'])}")
     if record.get("dated") is None and isinstance(record.get("year_start"), int):
         start, end = record["year_start"], record.get("year_end") or record["year_start"]
         record = record | {"dated": str(start) if end == start else f"{start}–{end}"}

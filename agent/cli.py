@@ -3,7 +3,8 @@
 Exit codes (every command): 0 success, 1 findings (verify-citations: a citation flagged; recheck
 --fail-on-change: something changed), 2 bad input (one line, never a traceback), 3 a required source
 or LLM endpoint was unreachable, 4 a run's stage failed (the run is checkpointed; the message says how
-to resume it). Runs are planned, started and recorded by agent/runner.py.
+to resume it), 5 another run of the same audit holds its run lock (nothing was started; `--wait SECONDS`
+waits for it). Runs are planned, started and recorded by agent/runner.py; schedules by agent/schedule.py.
 """
 
 from __future__ import annotations
@@ -117,12 +118,20 @@ def _plan(make) -> PlannedRun:
     return planned
 
 
-def _start(planned: PlannedRun) -> RunResult:
-    """Run a planned run with progress on stderr; report paths on stdout; exit 3/4 on failure."""
+WAIT_HELP = "Seconds to wait for another run of this audit to finish (default 0: refuse at once, exit 5)."
+
+
+def _check_wait(wait: float) -> None:
+    if not 0 <= wait <= 86400:
+        raise fail(f"--wait {wait:g}: give 0 to 86400 seconds")
+
+
+def _start(planned: PlannedRun, wait: float = 0.0) -> RunResult:
+    """Run a planned run with progress on stderr; report paths on stdout; exit 3/4/5 on failure."""
     from agent.runner import run_audit
 
     with _ConsoleProgress() as progress:
-        result = run_audit(planned.config, store=planned.store, baseline=planned.baseline, progress=progress)
+        result = run_audit(planned.config, store=planned.store, baseline=planned.baseline, progress=progress, wait=wait)
     if result.already_finished:
         console.print(f"run {result.run_id} already finished; report in {result.out_dir}")
         return result
@@ -140,7 +149,7 @@ def run(
     claims: Optional[Path] = typer.Option(None, help="Extra claims file (.jsonl/.json); default: the audit's claims registry."),
     source: str = typer.Option("auto", help="Literature source: auto | snapshot | arxiv."),
     arxiv_url: Optional[str] = typer.Option(None, help="arXiv API base URL (env ARXIV_API_URL)."),
-    llm: str = typer.Option("none", help="Analyst: none (offline heuristics) | openai (any OpenAI-compatible endpoint)."),
+    llm: str = typer.Option("auto", help="Analyst: auto (openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else none) | none (offline heuristics) | openai (any OpenAI-compatible endpoint)."),
     model: Optional[str] = typer.Option(None, help="Model name for --llm openai (env COLLAPSE_AUDIT_MODEL)."),
     since: Optional[str] = typer.Option(None, help="Only literature since DATE (YYYY-MM-DD) or a span: 30d, 8w, 6mo, 1y."),
     sim_budget: str = typer.Option("small", help="Simulation budget: none | tiny | small | full (none: skip the simulations)."),
@@ -149,17 +158,20 @@ def run(
     resume: Optional[str] = typer.Option(None, metavar="RUN_ID", help="Continue a crashed run where it stopped."),
     seed: int = typer.Option(0, help="Seed for the simulations."),
     force: bool = typer.Option(False, help="Overwrite a non-empty --out directory."),
+    wait: float = typer.Option(0.0, metavar="SECONDS", help=WAIT_HELP),
 ) -> None:
     """Audit an inquiry: ground citations, grade newer literature, simulate, and write the report.
 
     Every run is recorded in the run store (`collapse-audit runs list`). Exit 0 done, 2 bad input,
-    3 a source or the LLM endpoint unreachable, 4 a stage failed (resume with --resume RUN_ID).
+    3 a source or the LLM endpoint unreachable, 4 a stage failed (resume with --resume RUN_ID),
+    5 another run of this audit is running (one at a time per run store; --wait SECONDS waits for it).
     """
     from agent.runner import RunOptions, plan_resume, plan_run
 
+    _check_wait(wait)
     options = RunOptions(inquiry=inquiry, claims=claims, source=source, arxiv_url=arxiv_url, llm=llm, model=model,
                          since=since, sim_budget=sim_budget, device=device, out=out, seed=seed, force=force)
-    _start(_plan(lambda: plan_resume(resume, inquiry=inquiry) if resume else plan_run(options)))
+    _start(_plan(lambda: plan_resume(resume, inquiry=inquiry) if resume else plan_run(options)), wait)
 
 
 # --- recheck ----------------------------------------------------------------------------------
@@ -173,10 +185,11 @@ def recheck(
     inquiry: Optional[Path] = typer.Option(None, help="Inquiry whose audit to re-check (default: the current project's, else the packaged inquiry's)."),
     source: Optional[str] = typer.Option(None, help="Literature source: auto | snapshot | arxiv (default: the earlier run's)."),
     arxiv_url: Optional[str] = typer.Option(None, help="arXiv API base URL (default: the earlier run's)."),
-    llm: Optional[str] = typer.Option(None, help="Analyst: none | openai (default: the earlier run's)."),
-    model: Optional[str] = typer.Option(None, help="Model name for --llm openai (default: the earlier run's)."),
+    llm: str = typer.Option("auto", help="Analyst: auto (openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else none) | none | openai."),
+    model: Optional[str] = typer.Option(None, help="Model name for --llm openai (default: the earlier run's, if it used one)."),
     out: Optional[Path] = typer.Option(None, help="Report directory (default: PROJECT/runs/RUN_ID in a project, else ./audit-RUN_ID)."),
     force: bool = typer.Option(False, help="Overwrite a non-empty --out directory."),
+    wait: float = typer.Option(0.0, metavar="SECONDS", help=WAIT_HELP),
 ) -> None:
     """Run an audit again and report what changed since an earlier run.
 
@@ -186,17 +199,147 @@ def recheck(
     them, citation statuses that changed, claims added or removed (report.json: `what_changed`).
 
     Exit 0 done (changed or not), 1 with --fail-on-change when anything changed, 2 bad input,
-    3 a source or the LLM endpoint unreachable, 4 a stage failed.
+    3 a source or the LLM endpoint unreachable, 4 a stage failed, 5 another run of this audit is running.
     """
     from agent.runner import RecheckOptions, plan_recheck
 
+    _check_wait(wait)
     options = RecheckOptions(against=against, inquiry=inquiry, since=since, source=source, arxiv_url=arxiv_url,
                              llm=llm, model=model, out=out, force=force)
-    result = _start(_plan(lambda: plan_recheck(options)))
+    result = _start(_plan(lambda: plan_recheck(options)), wait)
     if result.what_changed is not None:
         console.print(result.what_changed.summary, markup=False, highlight=False, soft_wrap=True)
     if fail_on_change and result.changed:
         raise typer.Exit(EXIT_FINDINGS)
+
+
+# --- schedule ---------------------------------------------------------------------------------
+
+
+schedule_app = typer.Typer(no_args_is_help=True, help="Re-check on a schedule: a crontab entry or systemd user timer, or an in-process loop.")
+app.add_typer(schedule_app, name="schedule")
+schedule_out = Console(soft_wrap=True, markup=False, highlight=False)
+_AGAINST_HELP = "The earlier run to compare with (default: the audit's latest finished run, i.e. the last re-check)."
+_INQUIRY_HELP = "Inquiry whose audit to re-check (default: the current project's, else the packaged inquiry's)."
+
+
+def _recheck_args(against: str, inquiry: Optional[Path], since: Optional[str], source: Optional[str],
+                  arxiv_url: Optional[str], llm: Optional[str], model: Optional[str], wait: float):
+    """The re-check options a schedule runs with, checked now (one line and exit 2 when unusable)."""
+    from agent.runner import LLMS
+    from agent.schedule import RecheckArgs
+
+    if source is not None:
+        _choice("--source", source, SOURCES)
+    if llm is not None:
+        _choice("--llm", llm, LLMS)
+    if since is not None:
+        parse_since(since, datetime.now(timezone.utc).date())
+    _check_wait(wait)
+    return RecheckArgs(against=against, inquiry=inquiry.absolute() if inquiry else None, since=since, source=source,
+                       arxiv_url=arxiv_url, llm=llm, model=model, wait=wait)
+
+
+@schedule_app.command("install")
+def schedule_install(
+    every: Optional[str] = typer.Option(None, help="How often: Nm (N dividing 60), Nh (N dividing 24), 1d, 7d or 1w (default 7d)."),
+    cron: Optional[str] = typer.Option(None, metavar="EXPR", help='A cron expression instead: 5 fields, e.g. "0 6 * * 1", or @daily, @weekly.'),
+    systemd: bool = typer.Option(False, "--systemd", help="Write a systemd user timer + service (~/.config/systemd/user) instead of a crontab entry."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be written, and write nothing."),
+    against: str = typer.Option("latest", metavar="RUN_ID|latest", help=_AGAINST_HELP),
+    inquiry: Optional[Path] = typer.Option(None, help=_INQUIRY_HELP),
+    since: Optional[str] = typer.Option(None, help="Passed to recheck: literature since DATE or a span (default: the earlier run's)."),
+    source: Optional[str] = typer.Option(None, help="Passed to recheck: auto | snapshot | arxiv (default: the earlier run's)."),
+    arxiv_url: Optional[str] = typer.Option(None, help="Passed to recheck: arXiv API base URL."),
+    llm: Optional[str] = typer.Option(None, help="Passed to recheck: auto | none | openai (default: recheck's)."),
+    model: Optional[str] = typer.Option(None, help="Passed to recheck: model name for --llm openai."),
+    wait: float = typer.Option(0.0, metavar="SECONDS", help="Passed to recheck: " + WAIT_HELP),
+) -> None:
+    """Schedule `recheck --fail-on-change` of this audit: a crontab entry, or a systemd user timer.
+
+    Prints exactly what it writes and where; absolute paths throughout (this installation's
+    collapse-audit, COLLAPSE_AUDIT_HOME, the audit's directory and inquiry). One entry per audit:
+    installing again replaces it. Exit 0 written (or shown, --dry-run), 2 bad input.
+    """
+    from agent.schedule import install, parse_cron, parse_every, plan_job
+
+    try:
+        if every is not None and cron is not None:
+            raise BadInput("give --every or --cron, not both")
+        parsed_every = parse_every(every) if every is not None else None
+        parsed_cron = parse_cron(cron) if cron is not None else None
+        args = _recheck_args(against, inquiry, since, source, arxiv_url, llm, model, wait)
+        lines = install(plan_job(args), every=parsed_every, cron=parsed_cron, systemd=systemd, dry_run=dry_run)
+    except BadInput as error:
+        raise fail(str(error)) from None
+    for line in lines:
+        schedule_out.print(line)
+
+
+@schedule_app.command("list")
+def schedule_list() -> None:
+    """The installed schedules: crontab lines tagged `# collapse-audit`, and the systemd user units."""
+    from agent.schedule import list_lines
+
+    for line in list_lines():
+        schedule_out.print(line)
+
+
+@schedule_app.command("remove")
+def schedule_remove(
+    inquiry: Optional[Path] = typer.Option(None, help="Whose schedule to remove (default: the current project's, else the packaged inquiry's)."),
+    all_: bool = typer.Option(False, "--all", help="Remove every collapse-audit schedule, of any audit."),
+) -> None:
+    """Remove this audit's schedule (crontab entry, systemd units); says what it removed.
+
+    Removing what is not there is not an error (exit 0).
+    """
+    from agent.schedule import RecheckArgs, plan_job, remove
+
+    try:
+        lines = remove(None if all_ else plan_job(RecheckArgs(inquiry=inquiry.absolute() if inquiry else None)).key)
+    except BadInput as error:
+        raise fail(str(error)) from None
+    for line in lines:
+        schedule_out.print(line)
+
+
+@schedule_app.command("run")
+def schedule_run(
+    every: str = typer.Option("7d", help="Time between re-checks: Ns, Nm, Nh, Nd or Nw (the first runs at once)."),
+    max_runs: Optional[int] = typer.Option(None, help="Stop after N re-checks (default: until SIGINT/SIGTERM)."),
+    against: str = typer.Option("latest", metavar="RUN_ID|latest", help=_AGAINST_HELP),
+    inquiry: Optional[Path] = typer.Option(None, help=_INQUIRY_HELP),
+    since: Optional[str] = typer.Option(None, help="Literature since DATE or a span (default: the earlier run's)."),
+    source: Optional[str] = typer.Option(None, help="auto | snapshot | arxiv (default: the earlier run's)."),
+    arxiv_url: Optional[str] = typer.Option(None, help="arXiv API base URL (default: the earlier run's)."),
+    llm: str = typer.Option("auto", help="auto | none | openai, as for recheck."),
+    model: Optional[str] = typer.Option(None, help="Model name for --llm openai."),
+    wait: float = typer.Option(0.0, metavar="SECONDS", help=WAIT_HELP),
+) -> None:
+    """Re-check in this process, now and then every --every, until stopped.
+
+    Each run is what `recheck --fail-on-change` runs; one line per run (time, run id, exit status,
+    changed or not) goes to stderr and $COLLAPSE_AUDIT_HOME/schedule.log. A failed run is logged and
+    the loop goes on. SIGINT/SIGTERM stop it after the current run (a second signal abandons that
+    run; it stays resumable) with a summary line. Exit 0 when stopped, 2 bad input (also when the
+    first re-check is refused as such).
+    """
+    from agent.config import Settings
+    from agent.schedule import LOG_NAME, ScheduleLog, parse_every, run_loop
+
+    try:
+        interval = parse_every(every)
+    except BadInput as error:
+        raise fail(str(error)) from None
+    if max_runs is not None and max_runs < 1:
+        raise fail(f"--max-runs {max_runs}: give 1 or more")
+    args = _recheck_args(against, inquiry, since, source, arxiv_url, llm, model, wait)
+    log = ScheduleLog(Settings().home / LOG_NAME)
+    code, message = run_loop(args, interval, max_runs=max_runs, log=log)
+    if code != EXIT_OK:
+        raise fail(message, code)
+
 
 
 # --- runs ---------------------------------------------------------------------------------------

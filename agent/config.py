@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     openai_api_key: str | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     model: str = Field(default="gpt-4o-mini", validation_alias="COLLAPSE_AUDIT_MODEL")
     embeddings: Literal["auto", "minilm", "lexical"] = Field(default="auto", validation_alias="COLLAPSE_AUDIT_EMBEDDINGS")
+    # LLM cost and load (tools/llm_costs.py): a price table file, and requests in flight at once
+    llm_prices: Path | None = Field(default=None, validation_alias="COLLAPSE_AUDIT_LLM_PRICES")
+    llm_concurrency: int = Field(default=4, ge=1, validation_alias="COLLAPSE_AUDIT_LLM_CONCURRENCY")
 
     @property
     def runs_dir(self) -> Path:
@@ -38,6 +41,18 @@ class Settings(BaseSettings):
     def cache_path(self) -> Path:
         """SQLite cache of arXiv lookups and searches."""
         return self.home / "cache.sqlite"
+
+    @property
+    def llm_cache_path(self) -> Path:
+        """SQLite cache of the LLM's answers (tools/llm_cache.py): a rerun pays nothing for unchanged questions."""
+        return self.home / "llm_cache.sqlite"
+
+    @property
+    def llm_prices_path(self) -> Path:
+        """The LLM price table: COLLAPSE_AUDIT_LLM_PRICES, else llm_prices.toml/.json here, else the packaged one."""
+        from tools.llm_costs import prices_path
+
+        return prices_path(self.home, self.llm_prices)
 
     @property
     def snapshot_index_path(self) -> Path:

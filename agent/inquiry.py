@@ -9,7 +9,9 @@ The parser reads the *shape* of an inquiry prompt, not one particular text:
   found ("What ... found", "Findings", "Claims", "Results") — or from the top when no such heading
   exists — and before the numbered task list. Bullets shaped like anchors, and bullets under an
   "Anchor papers" / "References" / "Sources" heading, are never claims. A bullet runs on over
-  wrapped lines until a blank line, another bullet, a heading or a task item.
+  wrapped lines until a blank line, another bullet, a heading or a task item. Markdown code fences
+  (``` or ~~~ up to the closing fence) and table rows ("| ... |") are neither claims nor
+  continuation lines: a bullet stops before them.
 - claim dates: every year expression inside a parenthetical or bracket of the bullet, e.g.
   "(2023, arXiv:2305.17493)", "(2024–2025)", "(Smith et al., 2021)". ``dated`` keeps the
   expressions as written, joined by "; " ("2024; 2026"); ``year_start``/``year_end`` are the
@@ -55,19 +57,25 @@ _SUBTASK_LINE_RE = re.compile(r"^\s*(?:\(([a-z])\)|([a-z])[.)])\s+(\S.*)$")
 _SUBTASK_INLINE_RE = re.compile(r"\(([a-z])\)\s+")
 _TASK_INLINE_RE = re.compile(r"\((\d{1,2})\)\s+")
 _MD_HEADING_RE = re.compile(r"^\s*#{1,6}\s+(.*)$")
+# Possessive spaces: a long run of spaces after an ID is not split every way between the two `\s*`.
 _ANCHOR_RE = re.compile(
-    r"^(?:[•\-*–—·▪◦‣]\s+)?(" + ID_AS_WRITTEN + r")\s*(?:\(((?:19|20)\d{2})\))?\s*[:–—-]\s*(\S.*)$",
+    r"^(?:[•\-*–—·▪◦‣]\s++)?(" + ID_AS_WRITTEN + r")\s*+(?:\(((?:19|20)\d{2})\))?\s*+[:–—-]\s*+(\S.*)$",
     re.IGNORECASE,
 )
+_FENCE_RE = re.compile(r"^(`{3,}|~{3,})")
 _CLAIMS_HEADING_RE = re.compile(r"\b(found|findings?|claims?|results?)\b", re.IGNORECASE)
 _REFERENCES_HEADING_RE = re.compile(r"\b(anchors?|references?|sources|bibliography|reading list)\b", re.IGNORECASE)
 _MARKER_RE = re.compile(r"\s*\[(durable|perishable)\]\s*$", re.IGNORECASE)
 # "the durable claim (X)", "the perishable one (Y)", 'durable finding "X"': the description follows
-# the word within a few words, in parentheses or quotes.
+# the word within a few words, in parentheses or quotes. A quoted description holds no opening
+# quote, so an unclosed “ ends the attempt at the next quote mark, not at the end of the text.
 _DESCRIPTION_RE = {
-    kind: re.compile(rf"\b{kind}\b[^()\n\"“]{{0,40}}?(?:\(([^()]+)\)|[\"“]([^\"”]+)[\"”])", re.IGNORECASE)
+    kind: re.compile(rf"\b{kind}\b[^()\n\"“]{{0,40}}?(?:\(([^()]+)\)|[\"“]([^\"“”]+)[\"”])", re.IGNORECASE)
     for kind in ("durable", "perishable")
 }
+# A prompt describes its durable and perishable claims once or twice; more descriptions than this
+# (each scored against every claim) are not read, so a hostile prompt cannot make the work quadratic.
+MAX_DESCRIPTIONS = 20
 
 # Tag -> patterns matched at word starts on the lower-cased text. Broad ML themes, so that claims on
 # other topics get the tags that fit them, and none when nothing fits.
@@ -138,10 +146,21 @@ def parse_dates(text: str) -> tuple[str | None, int | None, int | None]:
 
 
 def parse_date_expression(dated: str) -> tuple[int, int]:
-    """(year_start, year_end) of a date as a user writes it: "2024", "2024–2025", "2023; 2026"."""
+    """(year_start, year_end) of a date as a user writes it: "2024", "2024–2025", "2023; 2026".
+
+    Unlike a date read from prose (where "2024-23" is a year and a page), a range the user writes
+    must run forwards: "2025-2023" is refused rather than read as 2025.
+    """
+    shown = dated if len(dated) <= 60 else dated[:59] + "…"
+    for match in _YEAR_EXPR_RE.finditer(mask(dated)):
+        if match.group(2):
+            start, end = int(match.group(1)), int(match.group(2))
+            end = end if len(match.group(2)) == 4 else start // 100 * 100 + end
+            if end < start:
+                raise InquiryError(f"date range {match.group(0)!r} runs backwards: write the earlier year first, e.g. {end}-{start}")
     _, start, end = parse_dates(f"({dated})")
     if start is None or end is None:
-        raise InquiryError(f"date {dated!r} names no year: write it as 2024 or 2024-2025")
+        raise InquiryError(f"date {shown!r} names no year: write it as 2024 or 2024-2025")
     return start, end
 
 
@@ -174,7 +193,7 @@ def parse_inquiry(text: str) -> Inquiry:
     if not text.strip():
         raise InquiryError("the inquiry is empty: write a question, then the dated claims as bullets")
     lines = text.splitlines()
-    kinds = [_line_kind(line) for line in lines]
+    kinds = _line_kinds(lines)
 
     task_start = next((i for i, kind in enumerate(kinds) if kind == "task"), len(lines))
     claims_from = next(
@@ -228,6 +247,25 @@ def load_default_inquiry() -> Inquiry:
     return parse_inquiry(default_inquiry_text())
 
 
+def _line_kinds(lines: list[str]) -> list[str]:
+    """Each line's kind; lines of a Markdown code fence (its fences included) are "code", whatever
+    they hold, up to the closing fence (the same character, at least as many) or the end."""
+    kinds: list[str] = []
+    fence: str | None = None
+    for line in lines:
+        opening = _FENCE_RE.match(line.strip())
+        if fence is not None:
+            kinds.append("code")
+            if opening and opening.group(1)[0] == fence[0] and len(opening.group(1)) >= len(fence) and not line.strip().strip(fence[0]):
+                fence = None
+        elif opening:
+            kinds.append("code")
+            fence = opening.group(1)
+        else:
+            kinds.append(_line_kind(line))
+    return kinds
+
+
 def _line_kind(line: str) -> str:
     stripped = line.strip()
     if not stripped:
@@ -236,6 +274,8 @@ def _line_kind(line: str) -> str:
         return "anchor"
     if _MD_HEADING_RE.match(stripped):
         return "heading"
+    if stripped.startswith("|"):
+        return "table"  # a Markdown table row: its cells are not a claim's wrapped text
     if _BULLET_RE.match(stripped):
         return "bullet"
     if _TASK_RE.match(stripped):
@@ -286,7 +326,7 @@ def _question(lines: list[str], kinds: list[str]) -> str:
     for line, kind in zip(lines, kinds):
         if kind == "text":
             intro.append(line.strip())
-        elif intro or kind not in ("blank", "heading"):
+        elif intro or kind not in ("blank", "heading", "code", "table"):
             break
     paragraph = " ".join(" ".join(intro).split())
     sentences = re.split(r"(?<=[.?!])\s+(?=[A-Z*\"“(])", paragraph)
@@ -345,11 +385,14 @@ def _mark_durability(claims: list[Claim], text: str) -> None:
     """Mark the claims the prompt's "durable claim (X)" / "perishable one (Y)" descriptions match best."""
     # claim id -> durability -> best score among the descriptions that picked this claim
     picked: dict[str, dict[str, int]] = {}
+    claim_words = {c.id: (set(c.tags), _stems(c.text)) for c in claims}  # once, not per description
     for durability, pattern in _DESCRIPTION_RE.items():
-        for in_parentheses, in_quotes in pattern.findall(text):
-            description = in_parentheses or in_quotes
+        for number, found in enumerate(pattern.finditer(text)):
+            if number == MAX_DESCRIPTIONS:
+                break
+            description = found.group(1) or found.group(2)
             tags, stems = set(tag_text(description)), _stems(description)
-            scores = {c.id: len(tags & set(c.tags)) + len(stems & _stems(c.text)) for c in claims}
+            scores = {cid: len(tags & claim_tags) + len(stems & claim_stems) for cid, (claim_tags, claim_stems) in claim_words.items()}
             top = max(scores.values())
             for claim_id, score in scores.items():
                 if score == top > 0:

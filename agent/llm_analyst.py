@@ -9,22 +9,27 @@ invented. The paper's text reaches the model as data between <paper_text> tags, 
 instructions. The model does not decide verdicts: they follow from the stances by agent/verdicts.py,
 as for the offline analyst. When the model fails on one judgement (tools/llm.py's AnswerFailed),
 that judgement is made by the fallback analyst and labelled so, and the run goes on.
+
+Each question has its prompt file (prompts/*.md.j2, rendered by tools/prompts.py) and its stage name
+for the client's usage counts: "decompose", "stance" and "citation_fit". `citation_fit` (does this
+sentence describe this paper?) is asked by benchmarks/grounding_accuracy.py; the product's citation
+grounding (tools/grounding.py) does not use it.
 """
 
 from __future__ import annotations
 
 import re
-from importlib.resources import files
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from agent.analyst import Analyst, evidence
+from agent.analyst import Analyst, FitAnswer, evidence
 from agent.assertions import RULES, Assertion, Decomposition, SplitError, from_spans, split_claim
 from agent.models import Claim, Evidence, JudgedBy
 from tools.arxiv_id import canonical, find_mentions
 from tools.llm import AnswerFailed, LLMClient
 from tools.papers import Paper
+from tools.prompts import Prompt, load_prompt
 
 
 class StanceReply(BaseModel):
@@ -43,6 +48,12 @@ class DecompositionReply(BaseModel):
     assertions: list[AssertionSpan]
 
 
+class FitReply(BaseModel):
+    fits: Literal["yes", "no", "undetermined"] = Field(description="does the sentence describe this paper?")
+    confidence: float = Field(ge=0, le=1, description="how sure the answer is, 0..1")
+    reason: str = Field(description="one sentence naming what matches or conflicts")
+
+
 _TEXT_KIND = {"paraphrase": "our paraphrase of the paper, not its abstract", "abstract": "the paper's abstract"}
 
 
@@ -53,8 +64,24 @@ class LLMAnalyst:
         """`fallback` (the OfflineAnalyst) judges in the model's place when the model fails on one judgement."""
         self.client = client
         self.fallback = fallback
-        self._stance_prompt = _template("stance.md")
-        self._decompose_prompt = _template("decompose.md")
+        self._prompts: dict[str, Prompt] = {}
+        self._decompose_prompt = self._prompt("decompose.md.j2")
+        self._stance_prompt = self._prompt("stance.md.j2")
+
+    @property
+    def concurrency(self) -> int:
+        """How many judgements are worth asking at once: the client's limit on requests in flight."""
+        return self.client.concurrency
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        """The prompt files this analyst has used, by name, with their sha256 (report.json method.prompts)."""
+        return {name: p.sha256 for name, p in self._prompts.items()}
+
+    def _prompt(self, name: str) -> Prompt:
+        if name not in self._prompts:
+            self._prompts[name] = load_prompt(name)
+        return self._prompts[name]
 
     def decompose(self, claim: Claim) -> Decomposition:
         """The model's split of the claim, if its assertions are spans of the claim that cover it;
@@ -62,12 +89,10 @@ class LLMAnalyst:
 
         arXiv IDs the claim does not cite are removed from the model's spans before they are checked
         (the count goes into `how`); a span that is then no span of the claim fails the check."""
-        system, user = self._decompose_prompt
+        system, user = self._decompose_prompt.render(claim_id=claim.id, claim_date=claim.dated or "undated",
+                                                     claim=claim.text)
         try:
-            reply = self.client.structured(
-                system, user.format(claim_id=claim.id, claim_date=claim.dated or "undated", claim=claim.text),
-                DecompositionReply,
-            )
+            reply = self.client.structured(system, user, DecompositionReply, stage="decompose")
         except AnswerFailed as failure:
             return _rules(claim, f"the model failed ({failure.reason})")
         cited, removed, spans = {canonical(c) for c in claim.citations}, 0, []
@@ -86,9 +111,8 @@ class LLMAnalyst:
         return Decomposition(assertions=assertions, how=how)
 
     def assess(self, assertion: Assertion, claim: Claim, paper: Paper, relevance: float, why: str) -> Evidence:
-        system, user = self._stance_prompt
         source = "paraphrase" if paper.summary_is_paraphrase else "abstract"
-        prompt = user.format(
+        system, prompt = self._stance_prompt.render(
             assertion=assertion.text,
             scope="; ".join(assertion.scope) or "(none stated)",
             claim=claim.text,
@@ -101,7 +125,7 @@ class LLMAnalyst:
                           or "(no text beyond the title)"),
         )
         try:
-            answer = self.client.structured(system, prompt, StanceReply)
+            answer = self.client.structured(system, prompt, StanceReply, stage="stance")
         except AnswerFailed as failure:
             judged = self.fallback.assess(assertion, claim, paper, relevance, why)
             return judged.model_copy(update={"rationale": f"model failed ({failure.reason}); {judged.rationale}",
@@ -112,6 +136,37 @@ class LLMAnalyst:
                           rationale=rationale, quote=quote, judged_by=self.judged_by)
         return judged.model_copy(update={"removed": removed})
 
+    def citation_fit(self, sentence: str, paper: Paper) -> FitAnswer:
+        """Does `sentence`, which cites `paper` by its ID, describe it? The model's answer, its reason
+        cleared of quoted passages found in neither text and of arXiv IDs other than the paper's; when
+        the model fails on it, "undetermined", marked failed (the offline check is the grounding's)."""
+        source = "paraphrase" if paper.summary_is_paraphrase else "abstract"
+        system, user = self._prompt("citation_fit.md.j2").render(
+            paper_id=paper.id,
+            sentence=_as_data(sentence),
+            title=_as_data(paper.title),
+            authors=_as_data(", ".join(paper.authors) + (", et al." if paper.authors_truncated else "")
+                             or "(not listed)"),
+            text_kind=_TEXT_KIND[source],
+            text=_as_data("\n".join(t for t in [paper.summary, *paper.findings] if t.strip())
+                          or "(no text beyond the title)"),
+        )
+        try:
+            answer = self.client.structured(system, user, FitReply, stage="citation_fit")
+        except AnswerFailed as failure:
+            return FitAnswer(fits="undetermined", confidence=0.0, reason=f"model failed ({failure.reason})",
+                             judged_by=self.judged_by, failed=True)
+        reason = answer.reason
+        known = paper.text() + "\n" + sentence
+        unfounded = [m for m in _QUOTED.finditer(reason)
+                     if len(m.group().split()) >= _QUOTED_WORDS and verbatim(m.group(), known) is None]
+        for m in reversed(unfounded):
+            reason = reason[: m.start()] + _REMOVED + reason[m.end() :]
+        named = {canonical(paper.id)} | {m.key for m in find_mentions(sentence, citing=True)}
+        reason, ids = _without_ids(reason, named, _REMOVED)
+        return FitAnswer(fits=answer.fits, confidence=answer.confidence, reason=reason.strip(),
+                         judged_by=self.judged_by, removed=len(unfounded) + ids)
+
 
 def _rules(claim: Claim, why_not_the_model: str) -> Decomposition:
     return Decomposition(assertions=split_claim(claim.id, claim.text),
@@ -119,12 +174,12 @@ def _rules(claim: Claim, why_not_the_model: str) -> Decomposition:
 
 
 # Retrieved text reaches the model only between these tags; the system prompt says what is inside is data.
-_DATA_TAG = re.compile(r"</?\s*paper_text\b[^>]*>", re.IGNORECASE)
+_DATA_TAG = re.compile(r"</?\s*(?:paper_text|citing_sentence)\b[^>]*>", re.IGNORECASE)
 
 
 def _as_data(text: str) -> str:
-    """Retrieved text with any <paper_text> tag in it defused, so it cannot close the data block and
-    go on as if it were the prompt."""
+    """Retrieved text with any <paper_text> or <citing_sentence> tag in it defused, so it cannot close
+    the data block and go on as if it were the prompt."""
     return _DATA_TAG.sub("[tag removed]", text)
 
 
@@ -193,12 +248,6 @@ def _condition(span: str, claim: str) -> str:
     if found is None:
         raise SplitError(f"its scope condition {span!r} is not a span of the claim")
     return found
-
-
-def _template(name: str) -> tuple[str, str]:
-    """A prompt file's system part and its user part (a str.format template), split at the '---' line."""
-    system, user = files("prompts").joinpath(name).read_text(encoding="utf-8").split("\n---\n", 1)
-    return system.strip(), user.strip()
 
 
 # Typographic variants models substitute when they copy text: curly quotes, dashes, no-break space.

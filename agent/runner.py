@@ -12,7 +12,9 @@ sentence-transformers and the LangGraph graph are imported once a run starts. Th
 only the standard library at load time, so the CLI can import it for `--help` and errors.
 
 Every run is recorded in the run store of its audit (agent/store.py): a project's runs in the
-project's runs directory, others in the data dir.
+project's runs directory, others in the data dir. `run_audit` holds the store's run lock
+(agent/runlock.py) for the whole run: a second run of the same store waits up to `wait` seconds,
+else it is refused with exit 5 (`EXIT_BUSY`) and one line, leaving neither a folder nor a record.
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ if TYPE_CHECKING:
 # Exit codes of every command (agent/cli.py): 1 is "findings" — a flagged citation
 # (verify-citations), or a change found by `recheck --fail-on-change`.
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_RUN_FAILED = 0, 1, 2, 3, 4
+EXIT_BUSY = 5  # another run of the same run store holds its lock (agent/runlock.py); nothing was started
 
-SOURCES, LLMS = ("auto", "snapshot", "arxiv"), ("none", "openai")
+SOURCES, LLMS = ("auto", "snapshot", "arxiv"), ("auto", "none", "openai")
 BUDGETS, DEVICES = ("none", "tiny", "small", "full"), ("auto", "cpu", "cuda")
 _RELATIVE = re.compile(r"^(\d+)\s*(d|w|mo|y)$")
 _UNIT_DAYS = {"d": 1, "w": 7, "mo": 30.44, "y": 365.25}
@@ -63,7 +66,7 @@ class RunOptions:
     claims: Path | None = None
     source: str = "auto"
     arxiv_url: str | None = None
-    llm: str = "none"
+    llm: str = "auto"  # auto: the endpoint when OPENAI_API_KEY or OPENAI_BASE_URL is set, else the offline judge
     model: str | None = None
     since: str | None = None
     sim_budget: str = "small"
@@ -82,7 +85,7 @@ class RecheckOptions:
     since: str | None = None
     source: str | None = None
     arxiv_url: str | None = None
-    llm: str | None = None
+    llm: str | None = None  # None: the earlier run's; "auto" as for `run` (the CLI's default)
     model: str | None = None
     out: Path | None = None
     force: bool = False
@@ -102,7 +105,7 @@ class PlannedRun:
 class RunResult:
     run_id: str
     status: Literal["finished", "failed"]
-    exit_code: int  # EXIT_OK, EXIT_UNREACHABLE or EXIT_RUN_FAILED (the caller decides EXIT_FINDINGS)
+    exit_code: int  # EXIT_OK, EXIT_UNREACHABLE, EXIT_RUN_FAILED or EXIT_BUSY (the caller decides EXIT_FINDINGS)
     out_dir: Path
     report_files: list[Path] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
@@ -149,6 +152,53 @@ def choice(flag: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise BadInput(f"{flag} {value!r} is not one of: {', '.join(allowed)}")
     return value
+
+
+def _settings():
+    """The settings from the environment; a value there that cannot be used is bad input, in one line."""
+    from pydantic import ValidationError
+
+    from agent.config import Settings
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(f"{'/'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors(include_url=False))
+        raise BadInput(f"an environment setting cannot be used ({problems})") from None
+
+
+def resolve_llm(llm: str, model: str | None, settings) -> tuple[str, str | None, str | None]:
+    """The analyst a run uses; for `--llm auto` also how it was chosen (the report's words) and the
+    one notice line that says which and why.
+
+    auto: the OpenAI-compatible endpoint when OPENAI_API_KEY or OPENAI_BASE_URL is set, else the
+    offline judge. With the endpoint, its price table is checked here, so a broken one is bad input
+    before the run starts, not a failure after it."""
+    chosen = notice = None
+    if llm == "auto":
+        given = [name for name, value in (("OPENAI_BASE_URL", settings.openai_base_url),
+                                          ("OPENAI_API_KEY", settings.openai_api_key)) if value]
+        if given:
+            from tools.llm import OPENAI_URL, public_url
+
+            llm = "openai"
+            chosen = f"--llm auto: {' and '.join(given)} {'was' if len(given) == 1 else 'were'} set"
+            notice = (f"--llm auto: {' and '.join(given)} {'is' if len(given) == 1 else 'are'} set, so the model "
+                      f"{model or settings.model!r} at {public_url(settings.openai_base_url or OPENAI_URL)} judges "
+                      "the stances (--llm none: the offline judge)")
+        else:
+            llm = "none"
+            chosen = "--llm auto: neither OPENAI_API_KEY nor OPENAI_BASE_URL was set"
+            notice = ("--llm auto: neither OPENAI_API_KEY nor OPENAI_BASE_URL is set, so the offline heuristic judge "
+                      "grades the stances (set one, or pass --llm openai, to use a model)")
+    if llm == "openai":
+        from tools.llm_costs import PriceTableError, load_prices
+
+        try:
+            load_prices(settings.llm_prices_path)
+        except PriceTableError as error:
+            raise BadInput(str(error)) from None
+    return llm, chosen, notice
 
 
 def _check_out(out: Path, force: bool) -> None:
@@ -294,16 +344,20 @@ def plan_run(options: RunOptions, *, today: date | None = None) -> PlannedRun:
         _check_out(options.out, options.force)
     _check_device(device, torch_too=False)
 
-    from agent.config import Settings
     from agent.state import RunConfig
 
+    settings = _settings()
     notices: list[str] = []
+    llm, llm_choice, notice = resolve_llm(llm, options.model, settings)
+    if notice:
+        notices.append(notice)
     audit = _audit(options.inquiry, notices)
     run_id = new_run_id()
     config = RunConfig(
         run_id=run_id, run_date=today, inquiry_path=audit.inquiry_path,
         claims_path=options.claims.resolve() if options.claims else None,
-        source=source, arxiv_url=options.arxiv_url or Settings().arxiv_url, llm=llm, model=options.model,
+        source=source, arxiv_url=options.arxiv_url or settings.arxiv_url, llm=llm, llm_choice=llm_choice,
+        model=options.model,
         since=since, sim_budget=budget, device=device, seed=options.seed,
         out_dir=(options.out or _default_out(audit, run_id)).resolve(),
     )
@@ -345,12 +399,21 @@ def plan_recheck(options: RecheckOptions, *, today: date | None = None) -> Plann
                            f"`collapse-audit run --resume {baseline.run_id}`, or re-check another run")
     earlier = baseline.run
     run_id = new_run_id()
+    llm_choice = notice = None
+    if llm is not None:
+        llm, llm_choice, notice = resolve_llm(llm, options.model if options.model is not None else earlier.model,
+                                              _settings())
+    if notice:
+        if llm != earlier.llm:
+            notice += (f"; run {baseline.run_id}, re-checked here, was judged by "
+                       f"{'a model' if earlier.llm == 'openai' else 'the offline judge'}")
+        notices.append(notice)
     from agent.projects import audit_of_inquiry
 
     config = earlier.model_copy(update={
         "run_id": run_id, "run_date": today, "against": baseline.run_id,
         "source": source or earlier.source, "arxiv_url": options.arxiv_url or earlier.arxiv_url,
-        "llm": llm or earlier.llm, "model": options.model if options.model is not None else (
+        "llm": llm or earlier.llm, "llm_choice": llm_choice, "model": options.model if options.model is not None else (
             earlier.model if (llm or earlier.llm) == earlier.llm else None),
         "since": since or earlier.since,
         "out_dir": (options.out or _default_out(audit_of_inquiry(earlier.inquiry_path), run_id)).resolve(),
@@ -377,13 +440,37 @@ def _inputs_hash(config: RunConfig) -> str:
 
 
 def run_audit(config: RunConfig, *, store: RunStore | None = None, baseline: RunRecord | None = None,
-              progress: RunProgress | None = None) -> RunResult:
+              progress: RunProgress | None = None, wait: float = 0.0) -> RunResult:
     """Run (or resume) the audit `config` describes, record it in the run store, and say how it went.
 
     A run id the store holds is resumed from its last checkpoint, or reported when it had finished.
     Failures come back as the result's exit code and one-line error (3: a source or the LLM endpoint
     was unreachable; 4: a stage failed), the run checkpointed so that `run --resume` continues it.
+    The store's run lock is held throughout: when another run holds it for longer than `wait`
+    seconds, nothing is run (5: "run X is already running (pid N)" for a second resume of X).
     """
+    from agent.runlock import RunBusy, RunLock
+
+    store = store or store_for(config.inquiry_path)
+    record = store.find(config.run_id)
+    if record is not None and record.status == "finished":
+        return _run_audit(config, store=store, baseline=baseline, progress=progress)  # reported, not run
+    lock = RunLock(store.root, config.run_id)
+    try:
+        lock.acquire(wait=wait)
+    except RunBusy as busy:
+        if record is None and config.out_dir.is_dir() and not any(config.out_dir.iterdir()):
+            config.out_dir.rmdir()  # a run that never started leaves neither a folder nor a record
+        return RunResult(config.run_id, "failed", EXIT_BUSY, config.out_dir, error=str(busy))
+    try:
+        return _run_audit(config, store=store, baseline=baseline, progress=progress)
+    finally:
+        lock.release()
+
+
+def _run_audit(config: RunConfig, *, store: RunStore | None = None, baseline: RunRecord | None = None,
+               progress: RunProgress | None = None) -> RunResult:
+    """`run_audit`'s work, under the run lock (the record is read again: it may have finished meanwhile)."""
     from agent.models import Report
 
     progress = progress or RunProgress()

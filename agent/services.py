@@ -7,6 +7,7 @@ LangGraph Studio) gets the same services without checkpointing live connections.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from agent.analyst import Analyst, OfflineAnalyst
 from agent.config import Settings
@@ -16,6 +17,9 @@ from tools.embeddings import Embedder, get_embedder
 from tools.snapshot import Snapshot
 from tools.sources import PaperSource, open_source
 
+if TYPE_CHECKING:
+    from tools.llm import LLMClient
+
 
 @dataclass
 class Services:
@@ -24,6 +28,7 @@ class Services:
     source: PaperSource
     embedder: Embedder
     analyst: Analyst
+    llm: LLMClient | None = None  # the LLM analyst's client: its usage counts and response cache go in the report
 
 
 _built: dict[str, Services] = {}
@@ -40,7 +45,8 @@ def services_for(run: RunConfig) -> Services:
         source = open_source(run.source, arxiv_url=run.arxiv_url, cache_path=settings.cache_path, snapshot=snapshot,
                              embedder=embedder, min_interval=request_interval(run.arxiv_url),
                              fresh=run.against is not None)  # a re-check asks the literature afresh
-        _built[key] = Services(settings, snapshot, source, embedder, _analyst(run, settings, embedder))
+        analyst = _analyst(run, settings, embedder)
+        _built[key] = Services(settings, snapshot, source, embedder, analyst, llm=getattr(analyst, "client", None))
     return _built[key]
 
 
@@ -49,7 +55,10 @@ def _analyst(run: RunConfig, settings: Settings, embedder: Embedder) -> Analyst:
         return OfflineAnalyst(embedder)
     from agent.llm_analyst import LLMAnalyst
     from tools.llm import LLMClient
+    from tools.llm_cache import ResponseCache
 
-    client = LLMClient(settings.openai_base_url, settings.openai_api_key, run.model or settings.model)
+    # answers are cached in the data dir, so a rerun or a re-check asks only what changed
+    client = LLMClient(settings.openai_base_url, settings.openai_api_key, run.model or settings.model,
+                       concurrency=settings.llm_concurrency, cache=ResponseCache(settings.llm_cache_path))
     client.probe()  # an unreachable endpoint or a rejected key stops the run here, before any stage
     return LLMAnalyst(client, fallback=OfflineAnalyst(embedder))

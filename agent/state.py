@@ -24,6 +24,7 @@ class RunConfig(BaseModel):
     source: Literal["auto", "snapshot", "arxiv"] = "auto"
     arxiv_url: str
     llm: Literal["none", "openai"] = "none"
+    llm_choice: str | None = None  # how `llm` was chosen by `--llm auto`, e.g. "--llm auto: OPENAI_BASE_URL was set"
     model: str | None = None
     since: date | None = None
     sim_budget: Literal["none", "tiny", "small", "full"] = "small"

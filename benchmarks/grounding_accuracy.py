@@ -2,7 +2,7 @@
 
     python benchmarks/grounding_accuracy.py [--gold PATH ...] [--mode snapshot|live|both]
                                             [--embeddings auto|minilm|lexical] [--findings shown|hidden]
-                                            [--errors]
+                                            [--llm none|openai] [--errors]
 
 Case files are JSON lines with the gold set's fields (`case`, `text`, `arxiv_id`, `expected`, ...);
 the default is the hand-written gold (tests/data/grounding_gold.jsonl) and the generated cases
@@ -21,12 +21,24 @@ resolves through the real HTTP client; its clock is simulated, so the 3 s spacin
 the grounding sees. The generated cases restate papers from those findings, so hiding them asks
 what matters for papers we hold only an abstract of, and for sentences that are not copies of what
 we hold: the content must then be recognised as a paraphrase.
+
+`--llm openai` also asks a model, through any OpenAI-compatible endpoint (OPENAI_BASE_URL /
+OPENAI_API_KEY / COLLAPSE_AUDIT_MODEL; none configured: one line, exit 3), the fit question for every
+citation whose ID resolved: does this sentence describe this paper? (agent/llm_analyst.py
+`citation_fit`, prompts/citation_fit.md.j2: yes / no / undetermined.) The model's status is the
+offline check's where the model is not asked (no ID, malformed, nonexistent, not found, unverifiable);
+where it is, `no` is wrong_paper, `yes` is grounded (year_mismatch when the stated year is 2+ years
+off the v1 date, as the grounding checks it) and `undetermined` leaves the offline status. The summary
+then prints the offline and the model figures side by side, and the tokens the model used with their
+cost (tools/llm_costs.py). This only measures the question: the product's citation statuses stay the
+offline grounding's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -40,10 +52,12 @@ sys.path.insert(0, str(ROOT))
 from tests.arxiv_server import LIVE_ONLY_PAPERS, ArxivServer, SimulatedClock, snapshot_papers  # noqa: E402
 from tools.arxiv_id import canonical  # noqa: E402
 from tools.embeddings import get_embedder  # noqa: E402
-from tools.grounding import CitationCheck, verify_text  # noqa: E402
+from tools.grounding import YEAR_GAP, CitationCheck, verify_text  # noqa: E402
 from tools.snapshot import Snapshot  # noqa: E402
 from tools.sources import open_source  # noqa: E402
 
+EXIT_NO_LLM = 3
+EXIT_LLM_FAILED = 2
 DEFAULT_FILES = [ROOT / "tests" / "data" / "grounding_gold.jsonl", ROOT / "tests" / "data" / "citation_cases.jsonl"]
 REAL_CITATION_KILLERS = {"nonexistent", "not_found", "malformed"}
 REAL_PAPER = {"grounded", "wrong_paper", "year_mismatch"}  # expected statuses whose ID is a real paper
@@ -116,6 +130,78 @@ def report_file(label: str, results: list[Result], seconds: float, show_errors: 
     return figures
 
 
+def llm_analyst(embedder):
+    """The LLM analyst on the configured endpoint; with none configured, one line and exit 3."""
+    from agent.analyst import OfflineAnalyst
+    from agent.config import Settings
+    from agent.llm_analyst import LLMAnalyst
+    from tools.llm import LLMClient, LLMError
+
+    settings = Settings()
+    try:
+        client = LLMClient(settings.openai_base_url, settings.openai_api_key, settings.model,
+                           concurrency=settings.llm_concurrency)
+    except LLMError as error:
+        print(str(error))
+        raise SystemExit(EXIT_NO_LLM) from None
+    return LLMAnalyst(client, fallback=OfflineAnalyst(embedder))
+
+
+def year_off(check: CitationCheck) -> bool:
+    """The grounding's year check: the stated year (or range) 2+ years from the paper's v1 date."""
+    if check.stated_year is None or check.paper is None:
+        return False
+    years = [int(y) for y in re.findall(r"\d{4}", check.stated_years or "")] or [check.stated_year]
+    v1 = check.paper.published.year
+    low, high = min(years), max(years)
+    return (low - v1 if low > v1 else v1 - high if high < v1 else 0) >= YEAR_GAP
+
+
+def with_model(results: list[Result], source, analyst) -> tuple[list[Result], dict]:
+    """The results with the model's fit answer in place of the offline fit, for citations whose ID resolved."""
+    from agent.analyst import concurrently
+    from tools.llm import LLMError
+
+    def paper(check: CitationCheck | None):
+        if check is None or check.paper is None or check.arxiv_id is None:
+            return None
+        found = source.lookup([check.arxiv_id])
+        lookup = found.get(check.arxiv_id) or next(iter(found.values()), None)
+        return lookup.paper if lookup is not None else None
+
+    # the source is asked one citation at a time (its arXiv client is not thread-safe), the model several at once
+    asks = [(case["text"], check, paper(check)) for case, _, check in results]
+
+    def ask(item):
+        text, check, held = item
+        return None if held is None else analyst.citation_fit(check.context or text, held)
+
+    try:
+        answers = concurrently(analyst, ask, asks)
+    except LLMError as error:
+        print(f"LLM stopped: {error}")
+        raise SystemExit(EXIT_LLM_FAILED) from None
+    out: list[Result] = []
+    counts = {"asked": 0, "undetermined": 0, "failed": 0}
+    for (case, expected, check), answer in zip(results, answers):
+        if answer is None:
+            out.append((case, expected, check))
+            continue
+        counts["asked"] += 1
+        counts["undetermined"] += answer.fits == "undetermined"
+        counts["failed"] += answer.failed
+        if answer.fits == "undetermined":
+            status = check.status  # the model abstained: the offline verdict stands
+        elif answer.fits == "no":
+            status = "wrong_paper"
+        else:
+            status = "year_mismatch" if year_off(check) else "grounded"
+        reason = f"model {answer.fits} ({answer.confidence:.2f}): {answer.reason}"
+        out.append((case, expected, check.model_copy(update={"status": status, "reason": reason,
+                                                                 "suggested_id": None})))
+    return out, counts
+
+
 def open_snapshot(findings: str) -> Snapshot:
     if findings == "shown":
         return Snapshot.open(None)
@@ -127,7 +213,7 @@ def open_snapshot(findings: str) -> Snapshot:
         return Snapshot.open(None, packaged=stripped)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[tuple]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gold", type=Path, action="append", help="a case file (repeatable); default: gold + generated cases")
     parser.add_argument("--mode", choices=("snapshot", "live", "both"), default="both")
@@ -135,12 +221,28 @@ def main() -> None:
     parser.add_argument("--run-date", type=date.fromisoformat, default=None, help="default: today")
     parser.add_argument("--findings", choices=("shown", "hidden"), default="shown", help="hidden: ground without the snapshot's findings")
     parser.add_argument("--errors", action="store_true", help="print every case scored wrong, with the reason")
-    args = parser.parse_args()
+    parser.add_argument("--llm", choices=("none", "openai"), default="none",
+                        help="openai: also ask a model whether each resolved citation's sentence describes its paper")
+    args = parser.parse_args(argv)
     files = args.gold or [f for f in DEFAULT_FILES if f.exists()]
     run_date = args.run_date or date.today()
     embedder = get_embedder(args.embeddings)
-    print(f"run date {run_date}, embeddings {embedder.name}, findings {args.findings}")
+    analyst = llm_analyst(embedder) if args.llm == "openai" else None  # no endpoint: one line, before any work
+    print(f"run date {run_date}, embeddings {embedder.name}, findings {args.findings}"
+          + (f", model {analyst.client.model!r} at {analyst.client.endpoint}" if analyst else ""))
     summary = []
+
+    def score(path: Path, mode: str, label: str, results: list[Result], seconds: float, source) -> None:
+        figures = report_file(label, results, seconds, args.errors)
+        model = {}
+        if analyst is not None:
+            started = time.perf_counter()
+            answered, counts = with_model(results, source, analyst)
+            print(f"\nmodel asked {counts['asked']} citations: {counts['undetermined']} undetermined "
+                  f"({counts['failed']} of them because the model failed)")
+            model = report_file(f"{label} + model fit", answered, time.perf_counter() - started, args.errors)
+        for split, fig in figures.items():
+            summary.append((path.name, mode, split, fig, model.get(split)))
     for path in files:
         cases = load_cases(path)
         print(f"\n### {path} ({len(cases)} cases)")
@@ -148,8 +250,7 @@ def main() -> None:
             source = open_source("snapshot", cache_path=None, snapshot=open_snapshot(args.findings))
             started = time.perf_counter()
             results = evaluate(cases, source, run_date, embedder, offline=True)
-            for split, fig in report_file(f"{path.name} offline (snapshot)", results, time.perf_counter() - started, args.errors).items():
-                summary.append((path.name, "offline", split, fig))
+            score(path, "offline", f"{path.name} offline (snapshot)", results, time.perf_counter() - started, source)
         if args.mode in ("live", "both"):
             clock = SimulatedClock()
             with ArxivServer(snapshot_papers() + LIVE_ONLY_PAPERS, clock=clock, lifetime=3600) as server:
@@ -158,11 +259,37 @@ def main() -> None:
                 started = time.perf_counter()
                 results = evaluate(cases, source, run_date, embedder, offline=False)
                 label = f"{path.name} live (loopback arXiv, {len(server.requests)} requests)"
-                for split, fig in report_file(label, results, time.perf_counter() - started, args.errors).items():
-                    summary.append((path.name, "live", split, fig))
+                score(path, "live", label, results, time.perf_counter() - started, source)
     print("\n== summary")
-    for name, mode, split, fig in summary:
-        print(f"{name:<28}{mode:<9}{split:<9}n={fig['n']:<5} accuracy {fig['accuracy']:.3f}  dangerous {fig['dangerous']}")
+    if analyst is None:
+        for name, mode, split, fig, _ in summary:
+            print(f"{name:<28}{mode:<9}{split:<9}n={fig['n']:<5} accuracy {fig['accuracy']:.3f}  dangerous {fig['dangerous']}")
+        return summary
+    print(f"{'':<46}{'offline grounding':<22}{'+ model fit':<22}")
+    print(f"{'case file':<28}{'mode':<9}{'split':<9}{'accuracy':>9}{'dangerous':>11}  {'accuracy':>9}{'dangerous':>11}  n")
+    for name, mode, split, fig, model in summary:
+        print(f"{name:<28}{mode:<9}{split:<9}{fig['accuracy']:>9.3f}{fig['dangerous']:>11}  "
+              f"{model['accuracy']:>9.3f}{model['dangerous']:>11}  {fig['n']}")
+    print(usage_line(analyst.client))
+    return summary
+
+
+def usage_line(client) -> str:
+    """The tokens the model used, per stage, and their cost at the configured price table."""
+    from agent.config import Settings
+    from tools.llm_costs import PriceTable, PriceTableError, load_prices, usage_summary
+
+    try:
+        prices = load_prices(Settings().llm_prices_path)
+    except PriceTableError as error:
+        print(str(error))
+        prices = PriceTable(source="none")
+    figures = usage_summary(client.usage, prices)
+    total = figures["total"]
+    cost = f"${total['cost_usd']:.4f} at {prices.source}" if total["cost_usd"] is not None else (
+        f"not computed (no price for {', '.join(figures['prices']['unpriced_models']) or 'some replies'})")
+    return (f"model usage: {total['requests']} requests, {total['prompt_tokens']:,} prompt + "
+            f"{total['completion_tokens']:,} completion tokens; cost {cost}")
 
 
 if __name__ == "__main__":

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from simulations.analysis import CellRuns, SimAnalysis, analyse, counterfactual_cells
 from simulations.cells import Cell, DiversityControl, Regime
 from simulations.device import resolve_device
 from simulations.diversity import UNBIASED, check_control
 from simulations.regimes import samples_per_generation
+from tools.files import atomic_write, set_aside
 
 FAMILY_MODULES = {
     "categorical": "simulations.families.categorical",
@@ -272,8 +273,8 @@ def run_sweep(
     random numbers across every cell of the family (its counterfactuals included).
     """
     cache_file = cache_dir / f"sweep-{cfg.digest()}.json" if cache_dir else None
-    if cache_file and cache_file.exists():
-        return SweepResult.model_validate_json(cache_file.read_text())
+    if cache_file and (cached := _cached(cache_file)) is not None:
+        return cached
     device = resolve_device(cfg.device)
     grid = cfg.cells()
     runs: list[CellRuns] = []
@@ -303,6 +304,17 @@ def run_sweep(
     analysis = analyse(measured, cfg.generations, cfg.tolerance, cfg.seed) if measured else None
     result = SweepResult(config=cfg, cells=results, analysis=analysis)
     if cache_file:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        cache_file.write_text(result.model_dump_json())
+        atomic_write(cache_file, result.model_dump_json())  # never a half-written cache file
     return result
+
+
+def _cached(cache_file: Path) -> SweepResult | None:
+    """The cached result, or None (a miss) when there is none or it cannot be read back: a file cut
+    short or garbled is set aside as `<name>.corrupt-<timestamp>` (tools.files) and the sweep runs."""
+    if not cache_file.exists():
+        return None
+    try:
+        return SweepResult.model_validate_json(cache_file.read_bytes())
+    except ValidationError:  # truncated or garbled JSON, or a record this version cannot read
+        set_aside(cache_file)
+        return None

@@ -12,6 +12,8 @@ off at the length limit (`truncated`), null content (`empty`), a `<think>` block
 Faults a server can play, without consuming the script: `rejects_json_schema=True` answers HTTP 400
 to a `json_schema` response format (a server with JSON mode only); with `rejects_json_object=True`
 too it has no structured output at all; `api_key="..."` answers 401 to any other key.
+`latency=` seconds each completion takes (outside the server's lock, so requests overlap);
+`max_in_flight` is the most completion requests the server held at once.
 The server serves at most `max_requests` requests and shuts itself down after `lifetime` seconds.
 """
 
@@ -87,8 +89,11 @@ class OpenAIServer:
         api_key: str | None = None,
         max_requests: int = 20,
         lifetime: float = 30.0,
+        latency: float = 0.0,
     ):
         self.requests: list[dict] = []
+        self.latency = latency
+        self.in_flight = self.max_in_flight = 0
         self.headers: list[dict[str, str]] = []
         self._answer = script if callable(script) else _queue(list(script))
         self._rejected_formats = {kind for kind, rejected in (("json_schema", rejects_json_schema),
@@ -128,6 +133,15 @@ class OpenAIServer:
             if kind in self._rejected_formats:
                 return Reply(status=400, error=f"response_format {kind} is not supported by this server")
             return self._answer(body)
+
+    def _arrived(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _left(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     def accepts_key(self, headers: dict[str, str]) -> bool:
         return self._api_key is None or headers.get("authorization") == f"Bearer {self._api_key}"
@@ -183,7 +197,12 @@ def _handler(server: OpenAIServer) -> type[BaseHTTPRequestHandler]:
                 self._send(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
                 return
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-            answer = server._respond(body, {k.lower(): v for k, v in self.headers.items()})
+            server._arrived()
+            try:
+                time.sleep(server.latency)
+                answer = server._respond(body, {k.lower(): v for k, v in self.headers.items()})
+            finally:
+                server._left()
             if answer.drop:
                 self.close_connection = True  # hang up without a status line: the client sees a dropped connection
             elif answer.status == 200:

@@ -186,6 +186,16 @@ def test_explicit_arxiv_search_failure_raises(clock) -> None:
             source.search("model collapse", limit=5)
 
 
+def test_explicit_arxiv_search_after_live_arxiv_failed_raises_not_an_empty_list(clock) -> None:
+    with ArxivServer([], clock=clock) as server:
+        dead_url = server.url
+    source = open_source("arxiv", arxiv_url=dead_url, cache_path=None, clock=clock, max_retries=0)
+    checks = verify_text("Attention (arXiv:1706.03762).", source, run_date=RUN_DATE, embedder=LEXICAL)
+    assert [c.status for c in checks] == ["unverifiable"] and source.unreachable
+    with pytest.raises(SourceUnreachable, match="live arXiv search failed"):
+        source.search("attention transformers", limit=5)
+
+
 def test_search_merges_live_and_snapshot_by_id(clock) -> None:
     with ArxivServer(snapshot_papers() + LIVE_ONLY_PAPERS, clock=clock) as server:
         source = open_source("auto", arxiv_url=server.url, cache_path=None, clock=clock)

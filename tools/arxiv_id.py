@@ -12,6 +12,10 @@ arXiv/arxiv-browse `browse/domain/identifier.py`, summarised in shared/notes/api
   when the text is the identifier alone. Old-style IDs with a known archive count anywhere.
 - Canonical form (`canonical`): no prefix, no version, old-style IDs without their subject class
   (`math.GT/0309136v2` -> `math/0309136`), which is how arXiv and the Kaggle metadata key papers.
+  The written form is NFKC-normalised first, so full-width digits (`２４０４.０１４１３`, as CJK input
+  methods type them) name the same paper; digits of other scripts are no identifier.
+- Hostile values: a version has at most four digits (arXiv's highest is in the dozens), so a
+  thousands-digit version is `malformed` rather than a number Python refuses to convert.
 - Validity (`check_shape`): `malformed` when the text is no identifier shape at all; `nonexistent`
   when the shape is right but no paper can have it (month 00 or 13+, a sequence number beyond what
   the month ever reached, four/five digits in the wrong era, a month after the run date, an
@@ -23,6 +27,8 @@ Every other module takes these rules from here.
 from __future__ import annotations
 
 import re
+import unicodedata
+from bisect import bisect_left
 from datetime import date
 from typing import Literal
 
@@ -61,11 +67,15 @@ OLD_ARCHIVES = frozenset(
     "plasm-ph q-alg q-bio quant-ph solv-int supr-con".split()
 )
 
-NEW_ID = re.compile(r"^(?P<yy>\d\d)(?P<mm>\d\d)\.(?P<num>\d{4,5})(?:v(?P<v>[1-9]\d*))?$")
+# ASCII digits only: `parse` has normalised full-width ones already (`\d` would take any script's).
+_VERSION = r"(?:v(?P<v>[1-9][0-9]{0,3}))?"
+NEW_ID = re.compile(rf"^(?P<yy>[0-9]{{2}})(?P<mm>[0-9]{{2}})\.(?P<num>[0-9]{{4,5}}){_VERSION}$")
 OLD_ID = re.compile(
-    r"^(?P<archive>[a-z]+(?:-[a-z]{2,})?)(?:\.(?P<subject>[A-Za-z-]{2,}))?/(?P<yy>\d\d)(?P<mm>\d\d)(?P<num>\d{3})"
-    r"(?:v(?P<v>[1-9]\d*))?$"
+    r"^(?P<archive>[a-z]+(?:-[a-z]{2,})?)(?:\.(?P<subject>[A-Za-z-]{2,}))?/(?P<yy>[0-9]{2})(?P<mm>[0-9]{2})(?P<num>[0-9]{3})"
+    rf"{_VERSION}$"
 )
+_PDF_END = re.compile(r"\.pdf$", re.IGNORECASE)
+_SPACE = re.compile(r"\s")
 # Prefixes that may stand before an identifier; stripped by `parse`.
 _PREFIX = re.compile(
     r"^(?:(?:https?://)?(?:dx\.)?doi\.org/|doi:\s*)?10\.48550/arxiv\.|^(?:https?://)?(?:www\.|export\.)?arxiv\.org/(?:abs|pdf|html)/"
@@ -95,11 +105,12 @@ def parse(text: str) -> ArxivId | None:
     """The identifier's parts, or None when `text` is not an arXiv identifier shape at all.
 
     Takes the identifier alone or with one of its written prefixes: `arXiv:`, an arxiv.org URL,
-    the arXiv DOI `10.48550/arXiv.`; a URL's `.pdf` ending is dropped.
+    the arXiv DOI `10.48550/arXiv.`; a URL's `.pdf` ending is dropped. Full-width characters count
+    as their ASCII forms (NFKC).
     """
-    raw = text.strip()
+    raw = (text if text.isascii() else unicodedata.normalize("NFKC", text)).strip()  # ASCII is NFKC already
     raw = _PREFIX.sub("", raw, count=1).strip()
-    raw = re.sub(r"\.pdf$", "", raw, flags=re.IGNORECASE)
+    raw = _PDF_END.sub("", raw)
     if match := NEW_ID.match(raw):
         yy, mm, num = int(match["yy"]), int(match["mm"]), match["num"]
         return ArxivId(
@@ -135,9 +146,9 @@ def check_shape(written: str, run_date: date) -> ShapeError | None:
     """Offline plausibility: None when the identifier could exist, else `malformed` or `nonexistent` and why."""
     parsed = parse(written)
     if parsed is None:
-        return ShapeError(status="malformed", reason=f"'{written}' is not an arXiv identifier shape (YYMM.NNNNN or archive/YYMMNNN)")
+        return ShapeError(status="malformed", reason=f"'{_shown(written)}' is not an arXiv identifier shape (YYMM.NNNNN or archive/YYMMNNN)")
     if not 1 <= parsed.month <= 12:
-        return ShapeError(status="nonexistent", reason=f"month {parsed.month:02d} does not exist, so {written} cannot be an arXiv ID")
+        return ShapeError(status="nonexistent", reason=f"month {parsed.month:02d} does not exist, so {_shown(written)} cannot be an arXiv ID")
     if (parsed.year, parsed.month) > (run_date.year, run_date.month):
         return ShapeError(status="nonexistent", reason=f"{parsed.year}-{parsed.month:02d} is after the run date ({run_date}), so no paper can have this ID yet")
     if parsed.number == 0:
@@ -157,7 +168,7 @@ def _check_new(parsed: ArxivId, written: str) -> ShapeError | None:
     if digits == 5 and yymm < (2015, 1):
         return ShapeError(status="nonexistent", reason=f"five-digit sequence numbers start in 2015-01; {parsed.year}-{parsed.month:02d} IDs have four digits")
     if digits == 4 and yymm >= (2015, 1):
-        return ShapeError(status="nonexistent", reason=f"since 2015-01 sequence numbers have five digits; {written} has four")
+        return ShapeError(status="nonexistent", reason=f"since 2015-01 sequence numbers have five digits; {_shown(written)} has four")
     ceiling = month_ceiling(parsed.year, parsed.month)
     if parsed.number > ceiling:
         return ShapeError(
@@ -169,10 +180,15 @@ def _check_new(parsed: ArxivId, written: str) -> ShapeError | None:
 
 def _check_old(parsed: ArxivId) -> ShapeError | None:
     if parsed.archive not in OLD_ARCHIVES:
-        return ShapeError(status="nonexistent", reason=f"'{parsed.archive}' is not one of arXiv's old-style archives")
+        return ShapeError(status="nonexistent", reason=f"'{_shown(parsed.archive or '')}' is not one of arXiv's old-style archives")
     if (parsed.year, parsed.month) < (1991, 8) or (parsed.year, parsed.month) > (2007, 3):
         return ShapeError(status="nonexistent", reason=f"old-style IDs were used from 1991-08 to 2007-03, not {parsed.year}-{parsed.month:02d}")
     return None
+
+
+def _shown(written: str, limit: int = 60) -> str:
+    """`written` as a reason quotes it: a hostile megabyte "identifier" is cut, not echoed whole."""
+    return written if len(written) <= limit else written[: limit - 1] + "…"
 
 
 def month_ceiling(year: int, month: int) -> int:
@@ -189,15 +205,18 @@ def month_ceiling(year: int, month: int) -> int:
 
 _TOKEN = r"[\w./-]*\w"  # greedy, then trimmed: the written token, however broken
 _OLD_ARCHIVE_ALT = "|".join(sorted((re.escape(a) for a in OLD_ARCHIVES), key=len, reverse=True))
+# The identifier part of a URL is at most 100 characters (the longest real one is about 30): an
+# unbounded lazy scan tried from every "arxiv.org/abs/" of one long run was quadratic.
 _URL = re.compile(
-    r"(?:https?://)?(?:www\.|export\.)?arxiv\.org/(?:abs|pdf|html)/(?P<id>[\w./-]+?)(?:\.pdf)?"
+    r"(?:https?://)?(?:www\.|export\.)?arxiv\.org/(?:abs|pdf|html)/(?P<id>[\w./-]{1,100}?)(?:\.pdf)?"
     r"(?=[\s)\]>,;\"'#?*_`|]|\.?$|\.\s|\.[)\]\"'])",
     re.IGNORECASE,
 )
 _DOI = re.compile(
     rf"(?:(?:https?://)?(?:dx\.)?doi\.org/|\bdoi:\s*)?\b10\.48550/arxiv\.(?P<id>{_TOKEN})", re.IGNORECASE
 )
-_PREFIXED = re.compile(rf"\barxiv\s*(?::\s*|\s+(?:id\s*:?\s*|no\.?\s*)?)(?P<id>(?=[\w./-]*\d){_TOKEN})", re.IGNORECASE)
+# Possessive spaces: "arXiv" followed by a long run of spaces is not split every way between them.
+_PREFIXED = re.compile(rf"\barxiv\s*+(?::\s*+|\s++(?:id\s*+:?\s*+|no\.?\s*+)?)(?P<id>(?=[\w./-]*\d){_TOKEN})", re.IGNORECASE)
 _CORR = re.compile(rf"\bCoRR\W{{0,3}}\s*(?:abs/)(?P<id>{_TOKEN})")
 _BARE_NEW = re.compile(r"(?<![\w./:-])(?P<id>\d{4}\.\d{4,5}(?:v[1-9]\d*)?)(?![\w/]|\.\d)")
 _BARE_OLD = re.compile(rf"(?<![\w/])(?P<id>(?:{_OLD_ARCHIVE_ALT})(?:\.[A-Za-z-]{{2,}})?/\d{{7}}(?:v[1-9]\d*)?)(?![\w/])")
@@ -240,29 +259,50 @@ def find_mentions(text: str, *, citing: bool = False) -> list[Mention]:
     brackets, or the text is nothing but the identifier.
     """
     mentions: list[Mention] = []
+    # Mentions never overlap, so kept sorted by start a new one can only collide with the last one
+    # starting before its end: one bisection, not a pass over all (quadratic in a long list of IDs).
+    starts: list[int] = []
+    ends: list[int] = []
 
     def add(match: re.Match, token: str, written: str | None = None) -> None:
-        if any(m.start < match.end() and match.start() < m.end for m in mentions):
+        before = bisect_left(starts, match.end()) - 1
+        if before >= 0 and ends[before] > match.start():
             return
         token = token.rstrip(".")
         if written is None:
             written = text[match.start() : match.start("id") + len(token)]
-        mentions.append(Mention(start=match.start(), end=match.start() + len(written), written=written, token=token))
+        mention = Mention(start=match.start(), end=match.start() + len(written), written=written, token=token)
+        at = bisect_left(starts, mention.start)
+        starts.insert(at, mention.start)
+        ends.insert(at, mention.end)
+        mentions.append(mention)
 
-    for match in _URL.finditer(text):
-        add(match, match["id"], match.group(0).rstrip("."))
-    for match in _DOI.finditer(text):
-        add(match, match["id"])
-    for match in _PREFIXED.finditer(text):
-        if text[match.end("id") :].startswith(".org"):
-            continue  # "arxiv.org/..." without a scheme: a URL, handled above
-        add(match, match["id"])
-    for match in _CORR.finditer(text):
-        add(match, match["id"])
-    alone = parse(text) is not None and not re.search(r"\s", text.strip())
-    citing = citing or alone or bool(_CITING_ARXIV.search(text))
+    # Each written form is looked for only where its fixed part occurs at all (a substring test is far
+    # cheaper than a pattern tried at every position, and most sentences hold none of them). Outside
+    # ASCII, case-insensitive matching knows more equivalences than lower() (Kelvin sign, dotted I),
+    # so there every pattern is tried.
+    lowered = text.lower() if text.isascii() else None
+    has_arxiv = lowered is None or "arxiv" in lowered
+    if has_arxiv:
+        for match in _URL.finditer(text):
+            add(match, match["id"], match.group(0).rstrip("."))
+    if "10.48550" in text:
+        for match in _DOI.finditer(text):
+            add(match, match["id"])
+    if has_arxiv:
+        for match in _PREFIXED.finditer(text):
+            if text.startswith(".org", match.end("id")):
+                continue  # "arxiv.org/..." without a scheme: a URL, handled above
+            add(match, match["id"])
+    if "CoRR" in text:
+        for match in _CORR.finditer(text):
+            add(match, match["id"])
+    alone = not _SPACE.search(text.strip()) and parse(text) is not None
+    may_cite = lowered is None or "arxiv" in lowered or "eprint" in lowered or "corr" in lowered  # "preprint" holds "eprint"
+    citing = citing or alone or (may_cite and bool(_CITING_ARXIV.search(text)))
+    brackets = _Brackets(text)
     for match in _BARE_NEW.finditer(text):
-        if citing or _inside_brackets(text, match.start()):
+        if citing or brackets.open_at(match.start()):
             add(match, match["id"])
     for match in _BARE_OLD.finditer(text):
         add(match, match["id"])
@@ -281,16 +321,29 @@ def find_ids(text: str) -> list[str]:
 
 def mask(text: str, mentions: list[Mention] | None = None) -> str:
     """`text` with identifiers blanked (same length), so '2012.12345' is never read as the year 2012."""
-    chars = list(text)
-    for mention in find_mentions(text) if mentions is None else mentions:
-        chars[mention.start : mention.end] = " " * (mention.end - mention.start)
-    blanked = "".join(chars)
+    pieces, at = [], 0
+    for mention in sorted(find_mentions(text) if mentions is None else mentions, key=lambda m: m.start):
+        start, end = max(mention.start, at), min(mention.end, len(text))
+        if end > start:
+            pieces += [text[at:start], " " * (end - start)]
+            at = end
+    blanked = "".join([*pieces, text[at:]])
     return _ANY_ID.sub(lambda m: " " * len(m.group(0)), blanked)
 
 
-def _inside_brackets(text: str, position: int) -> bool:
-    before = text[:position]
-    return before.count("(") > before.count(")") or before.count("[") > before.count("]")
+class _Brackets:
+    """Whether more "(" than ")" (or "[" than "]") stand before a position, by bisection over the
+    brackets' positions (found on first use), not by recounting the text before each position."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._at: dict[str, list[int]] | None = None
+
+    def open_at(self, position: int) -> bool:
+        if self._at is None:
+            self._at = {c: [m.start() for m in re.finditer(re.escape(c), self._text)] for c in "()[]"}
+        before = {c: bisect_left(at, position) for c, at in self._at.items()}
+        return before["("] > before[")"] or before["["] > before["]"]
 
 
 def _int(value: str | None) -> int | None:

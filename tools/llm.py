@@ -12,18 +12,29 @@ subclass, is a fault of one answer (a timeout, 429, 5xx or dropped connection af
 client's own retries; a reply unusable twice): the endpoint works, so a caller may fall back for that
 answer alone. Any other LLMError (no endpoint, key rejected, unknown model, unreachable at `probe`) is
 the configuration's: retrying or falling back cannot help.
+
+Cost and load (tools/llm_costs.py, tools/llm_cache.py): every request's token counts (the reply's
+`usage`) go to `usage`, per stage (the question asked: "decompose", "stance", ...) and model. With a
+`cache`, a question asked before at the same endpoint and model, with the same prompt and schema, is
+answered from it: no request, no tokens, counted as a cache hit. At most `concurrency` requests are
+in flight at once, however many threads ask.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 from typing import Literal, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 import openai
 from openai.types.chat import ChatCompletion
 from openai.types.chat.chat_completion import Choice
 from pydantic import BaseModel, ValidationError
+
+from tools.llm_cache import ResponseCache, response_key
+from tools.llm_costs import Usage
 
 T = TypeVar("T", bound=BaseModel)
 Mode = Literal["json_schema", "json_object", "prompt"]
@@ -35,6 +46,9 @@ OPENAI_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "no-key-needed"
 # Listing models is instant on a working server; a host that swallows packets must not hold a run for minutes.
 PROBE_TIMEOUT = 10.0
+# Requests in flight at once per client (COLLAPSE_AUDIT_LLM_CONCURRENCY): enough to overlap a server's
+# latency, few enough that a local server is not swamped and a hosted one does not rate-limit at once.
+DEFAULT_CONCURRENCY = 4
 
 
 class LLMError(RuntimeError):
@@ -61,19 +75,27 @@ class _FormatRejected(Exception):
 
 class LLMClient:
     def __init__(
-        self, base_url: str | None, api_key: str | None, model: str, timeout: float = 60, max_retries: int = 2
+        self, base_url: str | None, api_key: str | None, model: str, timeout: float = 60, max_retries: int = 2,
+        *, concurrency: int = DEFAULT_CONCURRENCY, cache: ResponseCache | None = None, usage: Usage | None = None,
     ):
         if not api_key and not base_url:
             raise LLMError(
                 "no LLM endpoint configured: set OPENAI_API_KEY (for api.openai.com) or OPENAI_BASE_URL "
                 "(for a local server such as vLLM, Ollama or llama.cpp), or run with --llm none"
             )
-        self.endpoint = (base_url or OPENAI_URL).rstrip("/")
+        base = (base_url or OPENAI_URL).rstrip("/")
+        self.endpoint = public_url(base)  # what messages, reports and cache keys name: no credentials
         self.model = model
         self._openai = openai.OpenAI(
-            base_url=self.endpoint, api_key=api_key or PLACEHOLDER_KEY, timeout=timeout, max_retries=max_retries
+            base_url=base, api_key=api_key or PLACEHOLDER_KEY, timeout=timeout, max_retries=max_retries
         )
         self._timeout, self._max_retries = timeout, max_retries
+        if concurrency < 1:
+            raise LLMError(f"the LLM concurrency must be 1 or more, not {concurrency} (COLLAPSE_AUDIT_LLM_CONCURRENCY)")
+        self.concurrency = concurrency
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self.cache = cache
+        self.usage = usage or Usage()
         # The first of MODES this endpoint answered; calls start there, so a rejection costs one request per client.
         self.mode: Mode = MODES[0]
 
@@ -101,10 +123,31 @@ class LLMClient:
         except (openai.APIStatusError, openai.APIResponseValidationError):
             pass  # e.g. 404 from a server without a model list: it is up, and that is all a probe asks
 
-    def structured(self, system: str, user: str, schema: type[T]) -> T:
+    def structured(self, system: str, user: str, schema: type[T], *, stage: str | None = None) -> T:
+        """The model's answer as `schema`; `stage` names the question for the usage counts (default: the
+        schema's name). A cached answer to the same question is returned without a request."""
+        stage = stage or schema.__name__
+        key = None
+        if self.cache is not None:
+            key = response_key(self.endpoint, self.model, system, user, schema.model_json_schema())
+            cached = self.cache.get(key)
+            if cached is not None:
+                try:
+                    answer = schema.model_validate_json(cached)
+                except ValidationError:
+                    pass  # a record that no longer fits its schema is a miss
+                else:
+                    self.usage.cache_hit(stage, self.model)
+                    return answer
+        answer = self._answer(system, user, schema, stage)
+        if key is not None:
+            self.cache.put(key, answer.model_dump_json())
+        return answer
+
+    def _answer(self, system: str, user: str, schema: type[T], stage: str) -> T:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         try:
-            return self._reply(messages, schema, spell_out=False)
+            return self._reply(messages, schema, spell_out=False, stage=stage)
         except _Unusable as problem:
             repair = [
                 *messages,
@@ -112,17 +155,17 @@ class LLMClient:
                  "content": f"Your previous reply {problem}. Reply again with only the corrected JSON object."},
             ]
         try:
-            return self._reply(repair, schema, spell_out=True)
+            return self._reply(repair, schema, spell_out=True, stage=stage)
         except _Unusable as problem:
             raise AnswerFailed(
                 f"model {self.model!r} at {self.endpoint} twice gave no valid {schema.__name__} (its reply {problem})",
                 "try a model that follows JSON instructions, or run with --llm none",
             ) from None
 
-    def _reply(self, messages: list[dict], schema: type[T], *, spell_out: bool) -> T:
+    def _reply(self, messages: list[dict], schema: type[T], *, spell_out: bool, stage: str) -> T:
         """One answer, parsed; `spell_out` puts the schema in the prompt even when the server enforces it
         (a repair: the server let an invalid reply through, so the model must see what is wanted)."""
-        choice = self._complete(messages, schema, spell_out, self.mode)
+        choice = self._complete(messages, schema, spell_out, self.mode, stage)
         if choice.finish_reason == "length":
             raise _Unusable('was cut off at the length limit (finish_reason "length"); answer more briefly')
         if choice.finish_reason == "content_filter" or choice.message.refusal:
@@ -136,7 +179,7 @@ class LLMClient:
         except ValidationError as error:
             raise _Unusable(f"was not valid: {_describe(error)}") from None
 
-    def _complete(self, messages: list[dict], schema: type[BaseModel], spell_out: bool, mode: Mode) -> Choice:
+    def _complete(self, messages: list[dict], schema: type[BaseModel], spell_out: bool, mode: Mode, stage: str) -> Choice:
         strict = mode == "json_schema"
         request: dict = {"messages": messages if strict and not spell_out else _with_json_instruction(messages, schema)}
         if strict:
@@ -148,17 +191,19 @@ class LLMClient:
         elif mode == "json_object":
             request["response_format"] = {"type": "json_object"}
         try:
-            completion = self._call(request)
+            completion = self._call(request, stage)
         except _FormatRejected:
             # only a request with a response_format is rejected this way, so a next mode exists
-            return self._complete(messages, schema, spell_out, MODES[MODES.index(mode) + 1])
+            return self._complete(messages, schema, spell_out, MODES[MODES.index(mode) + 1], stage)
         self.mode = mode
         return completion.choices[0]
 
-    def _call(self, request: dict) -> ChatCompletion:
-        """One request; the openai client's own retries cover 429, 5xx, timeouts and dropped connections."""
+    def _call(self, request: dict, stage: str) -> ChatCompletion:
+        """One request, once one of the `concurrency` slots is free; the openai client's own retries cover
+        429, 5xx, timeouts and dropped connections. The reply's token counts go to `usage`."""
         try:
-            completion = self._openai.chat.completions.create(model=self.model, **request)
+            with self._slots:
+                completion = self._openai.chat.completions.create(model=self.model, **request)
         except openai.APITimeoutError:
             raise AnswerFailed(
                 f"the LLM endpoint {self.endpoint} did not answer within {self._timeout:g} s "
@@ -201,10 +246,17 @@ class LLMClient:
                 f"the LLM endpoint {self.endpoint} answered with no chat completion",
                 "check that OPENAI_BASE_URL is the server's OpenAI-compatible /v1 URL",
             )
+        self.usage.request(stage, self.model, completion.usage)
         return completion
 
     def _key_rejected(self, error: openai.APIStatusError) -> str:
         return f"the LLM endpoint {self.endpoint} rejected the API key (HTTP {error.status_code}): set OPENAI_API_KEY"
+
+
+def public_url(url: str) -> str:
+    """`url` without a user name, password or query (where a key might be written into it)."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rsplit("@", 1)[-1], parts.path, "", "")).rstrip("/")
 
 
 def _with_json_instruction(messages: list[dict], schema: type[BaseModel]) -> list[dict]:

@@ -153,6 +153,10 @@ class PaperSource:
         live: list[Paper] = []
         if self._live_usable():
             live = self._live_search(query, since, until, limit)
+        elif self.mode == "arxiv" and self.client is not None:
+            # --source arxiv asked for the live API and nothing else: its failure is the run's, not a
+            # quiet fall-back to an empty search
+            raise SourceUnreachable(f"live arXiv search failed: {self.live_problem}")
         merged: dict[str, Paper] = {}
         held = {p.id: p for p in offline}
         for index in range(max(len(live), len(offline))):

@@ -65,6 +65,9 @@ def write_audit_report(state: AuditState) -> dict:
                 "share": round(len(with_id) / len(audits), 3) if audits else 0.0,
             },
             "quotes": _quote_note([e for e in judgements if e.quote]),
+            "llm": llm_method(run, services),
+            # the prompt files the analyst sent (prompts/*.md.j2), by name, with their sha256
+            "prompts": dict(sorted(services.analyst.prompts.items())),
         },
     )
     if state.get("baseline"):  # a re-check: what changed since the run it re-checks, from both runs' records
@@ -118,6 +121,68 @@ def simulations_section(sweep: SweepResult, plan: dict, figures: list[str]) -> d
         "plan": plan,
         "figures": figures,
     }
+
+
+def llm_method(run, services) -> dict:
+    """report.json's `method.llm`: which analyst judged and why; with a model, its endpoint, the tokens
+    it was sent and returned per stage and model (from the API's `usage`), the answers the response
+    cache gave (no request, no tokens), and their cost from the price table (None: not computed).
+
+    The counts are this process's: a resumed run counts the attempt that finished it, whose answers
+    to questions an earlier attempt had asked come from the cache."""
+    chosen = run.llm_choice or f"--llm {run.llm}"
+    client = services.llm
+    if client is None:
+        return {"analyst": "offline", "chosen": chosen,
+                "summary": f"Analyst: the offline heuristic judge ({chosen}); no LLM was asked."}
+    from tools.llm_costs import PriceTable, PriceTableError, load_prices, usage_summary
+
+    try:
+        prices, price_problem = load_prices(services.settings.llm_prices_path), None
+    except PriceTableError as error:
+        prices, price_problem = PriceTable(source="none"), str(error)
+    figures = usage_summary(client.usage, prices)
+    method = {"analyst": "openai", "chosen": chosen, "endpoint": client.endpoint, "model": client.model,
+              "structured_output": client.mode, "concurrency": client.concurrency, **figures,
+              "cache": client.cache.describe() if client.cache is not None else "no response cache"}
+    if price_problem:
+        method["prices"]["problem"] = price_problem
+    method["summary"] = _llm_line(method, run.llm_choice)
+    return method
+
+
+def _llm_line(method: dict, auto: str | None) -> str:
+    """The report's one line on the model: who, why, tokens per stage, cache hits, cost."""
+    who = f"the model {method['model']!r} at {method['endpoint']}"
+    line = f"Analyst: {who} ({auto or '--llm openai'})."
+    stages: dict[str, dict] = {}
+    for row in method["stages"]:
+        tally = stages.setdefault(row["stage"], {"requests": 0, "prompt_tokens": 0, "completion_tokens": 0})
+        for key in tally:
+            tally[key] += row[key]
+    asked = [f"{stage} {t['requests']} request{'s' if t['requests'] != 1 else ''} "
+             f"({t['prompt_tokens']:,} prompt + {t['completion_tokens']:,} completion tokens)"
+             for stage, t in stages.items() if t["requests"]]
+    total = method["total"]
+    line += f" Tokens: {'; '.join(asked)}." if asked else " No request was sent."
+    if total["unreported"]:
+        line += f" {total['unreported']} replies carried no token counts."
+    line += (f" {total['cache_hits']} answer{'s' if total['cache_hits'] != 1 else ''} from the response cache "
+             "(no request, no tokens).")
+    prices = method["prices"]
+    if not total["requests"]:
+        line += " Nothing was spent."
+    elif total["cost_usd"] is not None:
+        rates = "; ".join(f"{m} ${p['input']:g} / ${p['output']:g}" for m, p in prices["used"].items())
+        line += f" Cost ${total['cost_usd']:.4f} at {prices['source']}" + (
+            f" ({rates} per million prompt / completion tokens)." if rates else ".")
+    elif prices.get("problem"):
+        line += f" Cost not computed: {prices['problem']}."
+    else:
+        unpriced = ", ".join(repr(m) for m in prices["unpriced_models"]) or "some replies"
+        line += (f" Cost not computed: no price for {unpriced} in {prices['source']} (tokens are counted; "
+                 "add the model to a price table named by COLLAPSE_AUDIT_LLM_PRICES).")
+    return line
 
 
 def _quote_note(quoted: list[Evidence]) -> str:

@@ -4,6 +4,7 @@ supports the assertion it is cited for is judged like any other stance)."""
 
 from __future__ import annotations
 
+from agent.analyst import concurrently
 from agent.services import services_for
 from agent.state import AuditState
 from tools.papers import Paper
@@ -14,13 +15,18 @@ CITED = "cited by the claim"
 def assess_stance(state: AuditState) -> dict:
     services = services_for(state["run"])
     analyst = services.analyst
+    asks: list[tuple] = []  # (which, assertion id, assess's arguments), in report order
     evidence, cited = {}, {}
     for claim in state["inquiry"].claims:
         papers = _cited_papers(services, state["citations"].get(claim.id, []))
         for assertion in state["assertions"][claim.id]:
             found = state.get("candidates", {}).get(assertion.id, [])
-            evidence[assertion.id] = [analyst.assess(assertion, claim, c.paper, c.relevance, c.why) for c in found]
-            cited[assertion.id] = [analyst.assess(assertion, claim, p, 1.0, CITED) for p in papers]
+            evidence[assertion.id], cited[assertion.id] = [], []
+            asks += [(evidence, assertion.id, (assertion, claim, c.paper, c.relevance, c.why)) for c in found]
+            asks += [(cited, assertion.id, (assertion, claim, p, 1.0, CITED)) for p in papers]
+    # an LLM analyst's judgements go out several at once (its client bounds the requests in flight)
+    for (which, assertion_id, _), judged in zip(asks, concurrently(analyst, lambda ask: analyst.assess(*ask[2]), asks)):
+        which[assertion_id].append(judged)
     return {"evidence": evidence, "cited": cited}
 
 
