@@ -39,21 +39,21 @@ def services_for(run: RunConfig) -> Services:
     if key not in _built:
         settings = Settings()
         settings.home.mkdir(parents=True, exist_ok=True)
+        client = _llm_client(run, settings)  # first: an unusable endpoint is refused before anything loads
         snapshot = Snapshot.open(settings.snapshot_index_path)
         embedder = get_embedder(settings.embeddings)
         # the source carries the run's embedder, so grounding uses the one the settings chose
         source = open_source(run.source, arxiv_url=run.arxiv_url, cache_path=settings.cache_path, snapshot=snapshot,
                              embedder=embedder, min_interval=request_interval(run.arxiv_url),
                              fresh=run.against is not None)  # a re-check asks the literature afresh
-        analyst = _analyst(run, settings, embedder)
-        _built[key] = Services(settings, snapshot, source, embedder, analyst, llm=getattr(analyst, "client", None))
+        analyst = _analyst(client, embedder)
+        _built[key] = Services(settings, snapshot, source, embedder, analyst, llm=client)
     return _built[key]
 
 
-def _analyst(run: RunConfig, settings: Settings, embedder: Embedder) -> Analyst:
+def _llm_client(run: RunConfig, settings: Settings) -> LLMClient | None:
     if run.llm == "none":
-        return OfflineAnalyst(embedder)
-    from agent.llm_analyst import LLMAnalyst
+        return None
     from tools.llm import LLMClient
     from tools.llm_cache import ResponseCache
 
@@ -61,4 +61,12 @@ def _analyst(run: RunConfig, settings: Settings, embedder: Embedder) -> Analyst:
     client = LLMClient(settings.openai_base_url, settings.openai_api_key, run.model or settings.model,
                        concurrency=settings.llm_concurrency, cache=ResponseCache(settings.llm_cache_path))
     client.probe()  # an unreachable endpoint or a rejected key stops the run here, before any stage
+    return client
+
+
+def _analyst(client: LLMClient | None, embedder: Embedder) -> Analyst:
+    if client is None:
+        return OfflineAnalyst(embedder)
+    from agent.llm_analyst import LLMAnalyst
+
     return LLMAnalyst(client, fallback=OfflineAnalyst(embedder))

@@ -171,7 +171,9 @@ def test_run_in_a_project_reports_its_claims(tmp_path):
     assert run_cli("init", str(project), home=home).returncode == 0
     claim = "Accumulating real data bounds test error (2024, arXiv:2404.01413)."
     assert run_cli("claims", "add", claim, home=home, cwd=project).returncode == 0
-    result = run_cli("run", "--sim-budget", "none", "--source", "snapshot", home=home, cwd=project)
+    # which claims a run audits does not depend on the embedder: the fast lexical one will do
+    result = run_cli("run", "--sim-budget", "none", "--source", "snapshot", home=home, cwd=project,
+                     env={"COLLAPSE_AUDIT_EMBEDDINGS": "lexical"})
     assert result.returncode == 0, result.stderr
     [report] = (project / "runs").glob("*/report.json")  # the project's runs directory is the default --out
     claims = json.loads(report.read_text())["claims"]

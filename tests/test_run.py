@@ -280,7 +280,8 @@ def test_existing_report_is_not_overwritten_without_force(audit, tmp_path):
 
 def test_resume_after_crash_skips_finished_stages(tmp_path):
     home, out = tmp_path / "home", tmp_path / "report"
-    env = {**os.environ, "COLLAPSE_AUDIT_HOME": str(home)}
+    # resuming is about checkpoints, not judgement quality: the fast lexical embedder will do
+    env = {**os.environ, "COLLAPSE_AUDIT_HOME": str(home), "COLLAPSE_AUDIT_EMBEDDINGS": "lexical"}
     exe = str(Path(sys.executable).with_name("collapse-audit"))
     proc = subprocess.Popen([exe, "run", "--sim-budget", "tiny", "--out", str(out)], env=env,
                             stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)

@@ -47,8 +47,9 @@ def model_answer(body: dict) -> Reply:
 
 def test_run_with_an_openai_compatible_endpoint(tmp_path):
     with OpenAIServer(model_answer, max_requests=500, lifetime=240) as server:
+        # the model judges; retrieval's embedder is not what is tested here, so the fast lexical one will do
         env = {**os.environ, "COLLAPSE_AUDIT_HOME": str(tmp_path / "home"), "OPENAI_BASE_URL": server.base_url,
-               "OPENAI_API_KEY": "local"}
+               "OPENAI_API_KEY": "local", "COLLAPSE_AUDIT_EMBEDDINGS": "lexical"}
         exe = str(Path(sys.executable).with_name("collapse-audit"))
         out = tmp_path / "report"
         result = subprocess.run(
