@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from agent.assertions import CITATION, Assertion, Decomposition, split_claim
 from agent.models import Claim, Evidence, JudgedBy
+from agent.sim_evidence import stated_propositions
 from agent.stance_judge import OfflineStanceJudge
 from tools.embeddings import Embedder
 from tools.papers import Paper
@@ -45,6 +46,8 @@ class Analyst(Protocol):
     def decompose(self, claim: Claim) -> Decomposition: ...
 
     def assess(self, assertion: Assertion, claim: Claim, paper: Paper, relevance: float, why: str) -> Evidence: ...
+
+    def propositions(self, assertion: Assertion) -> list[tuple[str, bool]]: ...
 
     def citation_fit(self, sentence: str, paper: Paper) -> FitAnswer: ...
 
@@ -105,6 +108,10 @@ class OfflineAnalyst:
         quote = judged.quote if judged.quote and judged.quote in paper.text() else None
         return evidence(assertion, claim, paper, relevance, why, stance=judged.stance, confidence=judged.confidence,
                         rationale=f"heuristic: {judged.reason}", quote=quote, judged_by=self.judged_by)
+
+    def propositions(self, assertion: Assertion) -> list[tuple[str, bool]]:
+        """By the registry's term patterns (agent/sim_evidence.py)."""
+        return [(p.key, denies) for p, denies in stated_propositions(assertion)]
 
     def citation_fit(self, sentence: str, paper: Paper) -> FitAnswer:
         return FitAnswer(fits="undetermined", reason="offline, whether a citation fits its paper is judged by the "

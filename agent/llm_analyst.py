@@ -29,6 +29,7 @@ from agent.models import Claim, Evidence, JudgedBy
 from tools.arxiv_id import canonical, find_mentions
 from tools.llm import AnswerFailed, LLMClient
 from tools.papers import Paper
+from agent.sim_evidence import PROPOSITIONS
 from tools.prompts import Prompt, load_prompt
 
 
@@ -42,6 +43,15 @@ class StanceReply(BaseModel):
 class AssertionSpan(BaseModel):
     text: str = Field(description="the assertion, copied character for character from the claim")
     scope: list[str] = Field(default=[], description="conditions it holds under, each copied from the claim")
+
+
+class PropositionMatch(BaseModel):
+    key: str = Field(description="a proposition key from the list given")
+    denies: bool = Field(default=False, description="the assertion states the proposition's negation")
+
+
+class PropositionReply(BaseModel):
+    matches: list[PropositionMatch] = []
 
 
 class DecompositionReply(BaseModel):
@@ -121,8 +131,7 @@ class LLMAnalyst:
             title=_as_data(paper.title),
             published=paper.published.isoformat(),
             text_kind=_TEXT_KIND[source],
-            text=_as_data("\n".join(t for t in [paper.summary, *paper.findings] if t.strip())
-                          or "(no text beyond the title)"),
+            text=_paper_text(paper),
         )
         try:
             answer = self.client.structured(system, prompt, StanceReply, stage="stance")
@@ -136,6 +145,20 @@ class LLMAnalyst:
                           rationale=rationale, quote=quote, judged_by=self.judged_by)
         return judged.model_copy(update={"removed": removed})
 
+    def propositions(self, assertion: Assertion) -> list[tuple[str, bool]]:
+        """The lab's propositions the assertion states (key, denies), as the model reads it; keys it
+        invents are dropped; when the model fails, the registry's own patterns answer."""
+        system, user = self._prompt("propositions.md.j2").render(
+            propositions=PROPOSITIONS, scope="; ".join(assertion.scope) or "none stated",
+            assertion=_as_data(assertion.text),
+        )
+        try:
+            reply = self.client.structured(system, user, PropositionReply, stage="propositions")
+        except AnswerFailed:
+            return self.fallback.propositions(assertion)
+        known = {p.key for p in PROPOSITIONS}
+        return list(dict.fromkeys((m.key, m.denies) for m in reply.matches if m.key in known))
+
     def citation_fit(self, sentence: str, paper: Paper) -> FitAnswer:
         """Does `sentence`, which cites `paper` by its ID, describe it? The model's answer, its reason
         cleared of quoted passages found in neither text and of arXiv IDs other than the paper's; when
@@ -148,8 +171,7 @@ class LLMAnalyst:
             authors=_as_data(", ".join(paper.authors) + (", et al." if paper.authors_truncated else "")
                              or "(not listed)"),
             text_kind=_TEXT_KIND[source],
-            text=_as_data("\n".join(t for t in [paper.summary, *paper.findings] if t.strip())
-                          or "(no text beyond the title)"),
+            text=_paper_text(paper),
         )
         try:
             answer = self.client.structured(system, user, FitReply, stage="citation_fit")
@@ -175,6 +197,11 @@ def _rules(claim: Claim, why_not_the_model: str) -> Decomposition:
 
 # Retrieved text reaches the model only between these tags; the system prompt says what is inside is data.
 _DATA_TAG = re.compile(r"</?\s*(?:paper_text|citing_sentence)\b[^>]*>", re.IGNORECASE)
+
+
+def _paper_text(paper: Paper) -> str:
+    """What the model reads of a paper, as delimited data."""
+    return _as_data("\n".join(t for t in [paper.summary, *paper.findings] if t.strip()) or "(no text beyond the title)")
 
 
 def _as_data(text: str) -> str:

@@ -207,13 +207,18 @@ def stated_propositions(assertion: Assertion) -> list[tuple[Proposition, bool]]:
     return [(p, negated) for p in PROPOSITIONS if p.matches(text)]
 
 
-def simulation_stances(assertion: Assertion, analysis: SimAnalysis | None) -> list[SimStance]:
-    """The lab's stances toward one assertion: one per proposition it states (none when it states none)."""
+def simulation_stances(assertion: Assertion, analysis: SimAnalysis | None,
+                       stated: list[tuple[str, bool]] | None = None) -> list[SimStance]:
+    """The lab's stances toward one assertion: one per proposition it states (none when it states none).
+    `stated`: (key, denies) as the analyst matched them; by default the registry's own patterns."""
     if analysis is None:
         return []
     flip = {"supports": "contradicts", "contradicts": "supports"}
+    by_key = {p.key: p for p in PROPOSITIONS}
+    matched = ([(by_key[k], denies) for k, denies in stated if k in by_key] if stated is not None
+               else stated_propositions(assertion))
     out = []
-    for proposition, negated in stated_propositions(assertion):
+    for proposition, negated in matched:
         finding = proposition.decide(analysis)
         if finding is None:
             continue

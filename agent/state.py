@@ -50,6 +50,7 @@ class AuditState(TypedDict, total=False):
     inquiry: Inquiry
     assertions: dict[str, list[Assertion]]  # claim id -> its assertions
     splits: dict[str, str]  # claim id -> how it was split into assertions (rules, or which model)
+    propositions: dict[str, list[list]]  # assertion id -> [proposition key, denies] the lab tests that it states
     citations: dict[str, list[CitationCheck]]  # claim id (or "anchors") -> checks
     candidates: Annotated[dict[str, list[Candidate]], merge_dicts]  # assertion id -> newer papers, best first
     evidence: dict[str, list[Evidence]]  # assertion id -> newer papers' graded stances

@@ -158,6 +158,17 @@ def test_a_model_split_that_does_not_stand_for_the_claim_falls_back_to_the_rules
     assert why in result.how
 
 
+def test_the_model_matches_lab_propositions_and_invented_keys_are_dropped():
+    assertion = split_claim("C9", "Collapse is not a function of the synthetic-to-real ratio.")[0]
+    with OpenAIServer([reply({"matches": [{"key": "ratio", "denies": True}, {"key": "vibes", "denies": False}]})]
+                      ) as server:
+        matched = analyst(server).propositions(assertion)
+    assert matched == [("ratio", True)]
+    request = server.requests[0]
+    assert request["response_format"]["json_schema"]["name"] == "PropositionReply"
+    assert "- tails_first:" in user_message(request) and "<assertion>Collapse is not a function" in user_message(request)
+
+
 def test_undetermined_is_an_abstention_not_a_stance():
     with OpenAIServer([reply(stance("undetermined", None, "The text does not say.", 0.3))]) as server:
         evidence = assess(server)

@@ -55,6 +55,8 @@ def stand_in(body: dict) -> Reply:
         return reply({"assertions": [{"text": claim, "scope": []}]})
     if schema == "StanceReply":
         return reply({"stance": "background", "confidence": 0.9, "rationale": "stand-in: on topic", "quote": None})
+    if schema == "PropositionReply":
+        return reply({"matches": []})
     if schema == "FitReply":
         sentence = user.split("<citing_sentence>\n", 1)[1].split("\n</citing_sentence>", 1)[0]
         fits = "no" if "MAUVE" in sentence else "yes"
@@ -90,7 +92,7 @@ def test_tokens_are_counted_per_stage_and_model_from_the_api_usage():
     expected: dict[str, list[int]] = {}
     for request in server.requests:
         answer = stand_in(request).content
-        stage = {"DecompositionReply": "decompose", "StanceReply": "stance",
+        stage = {"DecompositionReply": "decompose", "StanceReply": "stance", "PropositionReply": "propositions",
                  "FitReply": "citation_fit"}[request["response_format"]["json_schema"]["name"]]
         counts = expected.setdefault(stage, [0, 0, 0])
         prompt, completed = tokens(request, answer)
@@ -374,10 +376,11 @@ def test_llm_auto_uses_the_endpoint_costs_and_caches_and_writes_no_key(tmp_path)
     assert llm["chosen"] == "--llm auto: OPENAI_BASE_URL and OPENAI_API_KEY were set"
     assert (llm["analyst"], llm["model"], llm["endpoint"]) == ("openai", "stand-in", server.base_url)
     stages = {row["stage"]: row for row in llm["stages"]}
-    assert set(stages) == {"decompose", "stance"} and all(r["prompt_tokens"] > 0 for r in stages.values())
+    assert set(stages) == {"decompose", "propositions", "stance"} and all(r["prompt_tokens"] > 0 for r in stages.values())
     assert llm["total"]["requests"] == asked and llm["total"]["cost_usd"] is None
     assert llm["prices"]["unpriced_models"] == ["stand-in"]
-    assert report["method"]["prompts"] == {n: load_prompt(n).sha256 for n in ("decompose.md.j2", "stance.md.j2")}
+    assert report["method"]["prompts"] == {n: load_prompt(n).sha256
+                                           for n in ("decompose.md.j2", "propositions.md.j2", "stance.md.j2")}
     md = (out / "report.md").read_text()
     line = next(x for x in md.splitlines() if x.startswith("- Analyst: the model 'stand-in'"))
     assert f"decompose {stages['decompose']['requests']} request" in line and "Cost not computed: no price for 'stand-in'" in line

@@ -18,7 +18,8 @@ FOREIGN_ID = "2599.00001"
 
 def model_answer(body: dict) -> Reply:
     """A stand-in model. It splits each claim into its sentences, copied, except C1, whose first sentence
-    it rewords (so that split is not used). On the stance scale it grades every paper `background` (on
+    it rewords (so that split is not used). It matches assertions on tails to the lab's tails-first
+    proposition (and to a key the lab does not have). On the stance scale it grades every paper `background` (on
     topic, no position), quoting the paper's title, except papers whose ID ends in an odd digit, on which
     it abstains. Some answers are faulty: for IDs ending in 2 it thinks aloud first and cites a paper it
     was not shown (FOREIGN_ID); for IDs ending in 4 it never gives valid JSON, re-asked or not."""
@@ -30,6 +31,10 @@ def model_answer(body: dict) -> Reply:
         if claim_id == "C1":
             sentences[0] = "In other words: " + sentences[0]
         return reply({"assertions": [{"text": s, "scope": []} for s in sentences]})
+    if schema == "PropositionReply":  # tails-first for assertions on tails, plus a key the lab does not have
+        assertion = prompt.split("<assertion>", 1)[1].split("</assertion>", 1)[0]
+        return reply({"matches": [{"key": "tails_first", "denies": False}, {"key": "made_up", "denies": False}]
+                      if "tails" in assertion else []})
     if schema != "StanceReply":  # 410 is not retried, so the run fails
         return Reply(status=410, error=f"stand-in model: unexpected {schema}")
     paper = re.search(r"PAPER arXiv:(\S+), first submitted .*\n<paper_text>\n(.+?)\n", prompt)
@@ -67,6 +72,11 @@ def test_run_with_an_openai_compatible_endpoint(tmp_path):
     for claim in report["claims"]:
         assert all(a["text"] in claim["text"] for a in claim["assertions"])
     assertions = [a for c in report["claims"] for a in c["assertions"]]
+    # the model's proposition matches decide which lab results an assertion gets; an invented key is dropped
+    assert {s["key"] for a in assertions for s in a["simulation"]} == {"simulations.tails_first"}
+    assert all("tails" in a["text"] for a in assertions if a["simulation"])
+    informs = report["simulations"]["plan"]["informs_assertions"]
+    assert informs and all(keys == ["tails_first"] for keys in informs.values())
     judged = [e for a in assertions for e in a["evidence"] + a["cited"]]
     # Where the model failed, that one judgement fell back to the heuristic judge, labelled so.
     failed = [e for e in judged if e["arxiv_id"].endswith("4")]

@@ -26,7 +26,9 @@ from simulations.sweep import SweepConfig, SweepResult, run_sweep
 
 def run_simulations(state: AuditState) -> dict:
     run = state["run"]
-    stated = {a.id: [p.key for p, _ in stated_propositions(a)]
+    matched = state.get("propositions")  # the analyst's matches (absent in runs checkpointed before them)
+    stated = {a.id: [key for key, _ in matched[a.id]] if matched is not None and a.id in matched
+              else [p.key for p, _ in stated_propositions(a)]
               for c in state["inquiry"].claims for a in state["assertions"][c.id]}
     bearing = {assertion: keys for assertion, keys in stated.items() if keys}
     plan: dict[str, Any] = {"budget": run.sim_budget, "informs_assertions": bearing}

@@ -29,7 +29,8 @@ def synthesize(state: AuditState) -> dict:
         audit_claim(claim, state["assertions"][claim.id], state["evidence"], state["cited"],
                     state["citations"].get(claim.id, []), analysis, judged_by,
                     split=state.get("splits", {}).get(claim.id, ""),
-                    no_lab="no simulation ran in this audit (see the simulation section)" if skipped else None)
+                    no_lab="no simulation ran in this audit (see the simulation section)" if skipped else None,
+                    matched=state.get("propositions"))
         for claim in inquiry.claims
     ]
     asked = proposal_task(inquiry.tasks)
@@ -50,12 +51,12 @@ def _judged(e: Evidence, source: str) -> Judged:
 
 def audit_claim(claim: Claim, assertions: list[Assertion], evidence: dict[str, list[Evidence]],
                 cited: dict[str, list[Evidence]], citations, analysis: SimAnalysis | None, judged_by,
-                split: str = "", no_lab: str | None = None) -> ClaimAudit:
+                split: str = "", no_lab: str | None = None, matched: dict[str, list] | None = None) -> ClaimAudit:
     per_assertion, audited = [], []
     for assertion in assertions:
         found = sorted(evidence.get(assertion.id, []), key=lambda e: -e.score)
         own = cited.get(assertion.id, [])
-        lab = simulation_stances(assertion, analysis)
+        lab = simulation_stances(assertion, analysis, _matched(matched, assertion.id))
         judged = [_judged(e, "literature") for e in found] + [_judged(e, "cited") for e in own] + [s.judged for s in lab]
         verdict = assertion_verdict(judged)
         per_assertion.append((verdict, judged))
@@ -105,3 +106,11 @@ def citation_support(citations, assertions: list[AssertionAudit]) -> str:
         + (f"; no text is held for {', '.join(unheld)}" if unheld else "")
         + (f". Better-fitting sources found: {', '.join(better)}." if better else ". No better-fitting source was found.")
     )
+
+
+def _matched(matched: dict[str, list] | None, assertion_id: str) -> list[tuple[str, bool]] | None:
+    """The analyst's proposition matches for one assertion; None (the registry's patterns decide) for
+    runs checkpointed before matches were recorded."""
+    if matched is None or assertion_id not in matched:
+        return None
+    return [(key, bool(denies)) for key, denies in matched[assertion_id]]
