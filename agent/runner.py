@@ -479,11 +479,11 @@ def _run_audit(config: RunConfig, *, store: RunStore | None = None, baseline: Ru
     if record is not None and record.status == "finished":
         return RunResult(config.run_id, "finished", EXIT_OK, config.out_dir, [Path(f) for f in record.report_files],
                          what_changed=record.what_changed, timings=dict(record.timings), already_finished=True)
-    from agent.services import services_for
+    from agent.llm_client import llm_client_for
     from tools.llm import LLMError
 
     try:
-        source = services_for(config).source  # an unusable LLM endpoint stops the run here, before any stage
+        llm_client_for(config)  # an unusable LLM endpoint stops the run here, before it is recorded
     except LLMError as error:
         if record is None and config.out_dir.is_dir() and not any(config.out_dir.iterdir()):
             config.out_dir.rmdir()  # a run that never started leaves neither a folder nor a record
@@ -497,6 +497,7 @@ def _run_audit(config: RunConfig, *, store: RunStore | None = None, baseline: Ru
         baseline = store.find(config.against)
 
     from agent.graph import build_graph, open_checkpointer
+    from agent.services import services_for
     from agent.store import audit_record
     from tools.sources import SourceUnreachable
 
@@ -510,6 +511,10 @@ def _run_audit(config: RunConfig, *, store: RunStore | None = None, baseline: Ru
         return RunResult(config.run_id, "failed", code, config.out_dir, notices=notices, error=message,
                          seconds=sum(timings.values()), timings=timings)
 
+    try:
+        source = services_for(config).source
+    except LLMError as error:  # the endpoint answered the probe, then refused
+        return failed(EXIT_UNREACHABLE, str(error), str(error))
     thread = {"configurable": {"thread_id": config.run_id}}
     resume_hint = f"resume with `collapse-audit run --resume {config.run_id}`"
     with open_checkpointer(store.checkpoints) as saver:

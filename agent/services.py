@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from agent.analyst import Analyst, OfflineAnalyst
 from agent.config import Settings
+from agent.llm_client import llm_client_for
 from agent.state import RunConfig
 from tools.arxiv_api import request_interval
 from tools.embeddings import Embedder, get_embedder
@@ -39,7 +40,7 @@ def services_for(run: RunConfig) -> Services:
     if key not in _built:
         settings = Settings()
         settings.home.mkdir(parents=True, exist_ok=True)
-        client = _llm_client(run, settings)  # first: an unusable endpoint is refused before anything loads
+        client = llm_client_for(run)  # first: an unusable endpoint is refused before anything loads
         snapshot = Snapshot.open(settings.snapshot_index_path)
         embedder = get_embedder(settings.embeddings)
         # the source carries the run's embedder, so grounding uses the one the settings chose
@@ -49,19 +50,6 @@ def services_for(run: RunConfig) -> Services:
         analyst = _analyst(client, embedder)
         _built[key] = Services(settings, snapshot, source, embedder, analyst, llm=client)
     return _built[key]
-
-
-def _llm_client(run: RunConfig, settings: Settings) -> LLMClient | None:
-    if run.llm == "none":
-        return None
-    from tools.llm import LLMClient
-    from tools.llm_cache import ResponseCache
-
-    # answers are cached in the data dir, so a rerun or a re-check asks only what changed
-    client = LLMClient(settings.openai_base_url, settings.openai_api_key, run.model or settings.model,
-                       concurrency=settings.llm_concurrency, cache=ResponseCache(settings.llm_cache_path))
-    client.probe()  # an unreachable endpoint or a rejected key stops the run here, before any stage
-    return client
 
 
 def _analyst(client: LLMClient | None, embedder: Embedder) -> Analyst:
