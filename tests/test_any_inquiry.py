@@ -63,6 +63,8 @@ def test_an_offline_corpus_built_for_the_topic_grounds_and_retrieves_it(icl_repo
     assert held >= {"2005.14165", "2202.12837", "2209.11895"}
     assert {i: status[i] for i in held} == dict.fromkeys(held, "grounded")
     assert {status[i] for i in status.keys() - held} <= {"unverifiable"}
+    [snapshot] = [s["detail"] for s in report["sources"] if s["name"] == "offline snapshot"]
+    assert re.search(r"\d+ with our own-words summaries, \d+ with their arXiv abstracts", snapshot), snapshot
     retrieved = {e["arxiv_id"] for c in report["claims"] for a in c["assertions"] for e in a["evidence"]}
     assert retrieved & {"2303.03846", "2404.11018", "2211.15661"}, "newer on-topic papers are found per assertion"
 

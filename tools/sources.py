@@ -247,7 +247,11 @@ class PaperSource:
         """(name, detail) rows for a report's sources section."""
         rows = []
         if self.snapshot is not None:
-            rows.append(("offline snapshot", f"{len(self.snapshot)} papers, newest {self.snapshot.snapshot_date}; summaries are our paraphrases"))
+            origins = self.snapshot.stats()["by_origin"]
+            abstracts = origins.get("arxiv", 0) + origins.get("kaggle", 0)
+            kinds = ("summaries are our paraphrases" if not abstracts else
+                     f"{origins.get('packaged', 0)} with our own-words summaries, {abstracts} with their arXiv abstracts")
+            rows.append(("offline snapshot", f"{len(self.snapshot)} papers, newest {self.snapshot.snapshot_date}; {kinds}"))
         if self.client is not None:
             if self.live_problem is not None:
                 used = "used snapshot only" if self.snapshot is not None else "nothing could be checked live"

@@ -195,6 +195,6 @@ def _quote_note(quoted: list[Evidence]) -> str:
     abstracts = sum(e.quote_source == "abstract" for e in body)
     return (
         f"Quotes: {paraphrased} from the offline snapshot's own-words paraphrases (not the papers' abstracts), "
-        f"{abstracts} from abstracts returned by the live arXiv API, and {titles} that are only the paper's title; each was "
+        f"{abstracts} from arXiv abstracts (the live API, or the index after `snapshot update`), and {titles} that are only the paper's title; each was "
         "checked to occur in that text."
     )
