@@ -226,7 +226,7 @@ _INQUIRY_HELP = "Inquiry whose audit to re-check (default: the current project's
 def _recheck_args(against: str, inquiry: Optional[Path], since: Optional[str], source: Optional[str],
                   arxiv_url: Optional[str], llm: Optional[str], model: Optional[str], wait: float):
     """The re-check options a schedule runs with, checked now (one line and exit 2 when unusable)."""
-    from agent.runner import LLMS
+    from agent.runner import LLMS, RecheckOptions
     from agent.schedule import RecheckArgs
 
     if source is not None:
@@ -236,8 +236,9 @@ def _recheck_args(against: str, inquiry: Optional[Path], since: Optional[str], s
     if since is not None:
         parse_since(since, datetime.now(timezone.utc).date())
     _check_wait(wait)
-    return RecheckArgs(against=against, inquiry=inquiry.absolute() if inquiry else None, since=since, source=source,
-                       arxiv_url=arxiv_url, llm=llm, model=model, wait=wait)
+    options = RecheckOptions(against=against, inquiry=inquiry.absolute() if inquiry else None, since=since,
+                             source=source, arxiv_url=arxiv_url, llm=llm, model=model)
+    return RecheckArgs(options, wait=wait)
 
 
 @schedule_app.command("install")
@@ -294,10 +295,11 @@ def schedule_remove(
 
     Removing what is not there is not an error (exit 0).
     """
+    from agent.runner import RecheckOptions
     from agent.schedule import RecheckArgs, plan_job, remove
 
     try:
-        lines = remove(None if all_ else plan_job(RecheckArgs(inquiry=inquiry.absolute() if inquiry else None)).key)
+        lines = remove(None if all_ else plan_job(RecheckArgs(RecheckOptions(inquiry=inquiry.absolute() if inquiry else None))).key)
     except BadInput as error:
         raise fail(str(error)) from None
     for line in lines:

@@ -186,29 +186,21 @@ def cron_to_calendar(expr: str) -> str:
 
 @dataclass(frozen=True)
 class RecheckArgs:
-    """The re-check options a schedule passes on to `collapse-audit recheck` (None: not given)."""
+    """What a schedule re-checks with: `recheck`'s own options (its output folder is left to each run)
+    and how long to wait for a run already holding the store."""
 
-    against: str = "latest"
-    inquiry: Path | None = None
-    since: str | None = None
-    source: str | None = None
-    arxiv_url: str | None = None
-    llm: str | None = None
-    model: str | None = None
+    options: RecheckOptions = RecheckOptions()
     wait: float = 0.0
 
     def argv(self, inquiry: Path | None) -> list[str]:
+        o = self.options
         args = ["recheck", "--fail-on-change"] + (["--inquiry", str(inquiry)] if inquiry else [])
-        for flag, value in (("--against", None if self.against == "latest" else self.against), ("--since", self.since),
-                            ("--source", self.source), ("--arxiv-url", self.arxiv_url), ("--llm", self.llm),
-                            ("--model", self.model), ("--wait", f"{self.wait:g}" if self.wait else None)):
+        for flag, value in (("--against", None if o.against == "latest" else o.against), ("--since", o.since),
+                            ("--source", o.source), ("--arxiv-url", o.arxiv_url), ("--llm", o.llm),
+                            ("--model", o.model), ("--wait", f"{self.wait:g}" if self.wait else None)):
             if value is not None:
                 args += [flag, value]
         return args
-
-    def options(self) -> RecheckOptions:
-        return RecheckOptions(against=self.against, inquiry=self.inquiry, since=self.since, source=self.source,
-                              arxiv_url=self.arxiv_url, llm=self.llm, model=self.model)
 
 
 def cli_executable() -> list[str]:
@@ -244,7 +236,7 @@ def plan_job(args: RecheckArgs) -> Job:
     from agent.runner import audit_store, find_run
 
     try:
-        audit = current_audit(args.inquiry)
+        audit = current_audit(args.options.inquiry)
     except AuditError as error:
         raise BadInput(str(error)) from None
     home = Settings().home.absolute()
@@ -258,14 +250,14 @@ def plan_job(args: RecheckArgs) -> Job:
     if any("\n" in part or "\r" in part for part in [*argv, str(workdir), str(home)]):
         raise BadInput("a path or option holds a line break, which a schedule entry cannot carry")
     notes = []
-    if args.against == "latest":
+    if args.options.against == "latest":
         baseline = audit_store(audit).latest(audit.inquiry_path)
         if baseline is None:
             notes.append(f"no finished run of {audit.describe()} yet: each re-check exits 2 until "
                          "`collapse-audit run` has finished one")
     else:
-        _, baseline = find_run(args.against, inquiry=args.inquiry)
-    if args.llm == "openai" or (args.llm in (None, "auto") and baseline is not None and baseline.run.llm == "openai"):
+        _, baseline = find_run(args.options.against, inquiry=args.options.inquiry)
+    if args.options.llm == "openai" or (args.options.llm in (None, "auto") and baseline is not None and baseline.run.llm == "openai"):
         notes.append("the entry carries no OPENAI_API_KEY or OPENAI_BASE_URL: add them to the schedule's environment "
                      "yourself for its re-checks to use the model")
     return Job(key, audit.describe(), workdir, home, argv, notes)
@@ -502,7 +494,7 @@ def recheck_once(args: RecheckArgs) -> Outcome:
     from agent.runner import plan_recheck, run_audit
 
     try:
-        planned = plan_recheck(args.options())
+        planned = plan_recheck(args.options)
     except BadInput as error:
         return Outcome(None, EXIT_BAD_INPUT, detail=str(error))
     run_id = planned.config.run_id
