@@ -151,7 +151,7 @@ def _question_from_boundaries(audits: list[ClaimAudit], analysis: SimAnalysis) -
     rows = headline_boundaries(analysis) or analysis.boundaries
     threshold = 1 - analysis.tolerance
     crossed = [b for b in rows if b.status == "crossed" and b.ratio is not None]
-    claims = [a.id for a in audits if {"ratio", "diversity"} & set(a.tags)]
+    claims = [a.id for a in audits if any(x.simulation for x in a.assertions)]  # the claims the lab speaks to
     if crossed:
         b = min(crossed, key=lambda b: b.ratio)
         slice_ = [o for o in rows if (o.family, o.regime, o.hold) == (b.family, b.regime, b.hold)]
