@@ -8,9 +8,9 @@ calculus in agent/verdicts.py.
 
 They also answer whether a sentence that cites a paper describes it (`citation_fit`): the LLM
 analyst asks its model; the offline analyst abstains, since offline that question is the citation
-grounding's (tools/grounding.py), which needs the whole citation and the literature source. Citation
-statuses in reports come from the grounding alone; the LLM's answer is measured by
-benchmarks/grounding_accuracy.py --llm openai.
+grounding's (tools/grounding.py), which needs the whole citation and the literature source. In a run
+with a model the answer combines with the grounding's check by tools/grounding.py `with_model_fit`
+(agent/nodes/grounding.py); benchmarks/grounding_accuracy.py --llm openai measures it side by side.
 """
 
 from __future__ import annotations

@@ -38,8 +38,8 @@ up to 0.95), not a calibrated probability; `background` is capped at 0.6 and `un
 because similarity separates the two poorly.
 
 The default thresholds were chosen on the development half of the stance gold only; see
-`MINILM_THRESHOLDS`. `LLMStanceJudge` puts the same five-label question (plus "undetermined") to an
-OpenAI-compatible model; both judges return `StanceJudgement`.
+`MINILM_THRESHOLDS`. The same five-label question (plus "undetermined") is put to a model by
+agent/llm_analyst.py (prompts/stance.md.j2).
 """
 
 from __future__ import annotations
@@ -772,75 +772,12 @@ class OfflineStanceJudge:
         return OfflineStanceJudge(self.embedder, thresholds)
 
 
-# ---------------------------------------------------------------------------------------------
-# The same question put to an LLM
-
-LLM_SYSTEM = """You judge the stance of one research paper toward one atomic assertion, from the paper's text alone.
-
-Answer with exactly one label:
-- supports: the paper's findings assert the assertion (possibly in a narrower setting).
-- qualifies: the findings say it holds only under conditions, only in part, or with an important exception.
-- contradicts: the findings assert the opposite, or report evidence against it.
-- background: the paper is on the assertion's topic but its findings take no position on it.
-- unrelated: the paper is about something else.
-- undetermined: the text given does not let you decide between these.
-
-Rules:
-- Judge only from the text below, not from what you remember about the paper.
-- Being on the same topic is not support: support needs a finding that asserts the same relation.
-- The rationale is one sentence naming the finding the label rests on.
-- The quote is optional: copy it character for character from the text below, or use null."""
-
-LLM_USER = """ASSERTION:
-{assertion}
-
-PAPER arXiv:{paper_id}, "{title}".
-Text we hold ({text_kind}):
-{text}
-
-Give the label, a one-sentence rationale and an optional verbatim quote."""
-
-
-class LLMStanceReply(BaseModel):
-    stance: Literal["supports", "qualifies", "contradicts", "background", "unrelated", "undetermined"]
-    rationale: str = Field(description="one sentence naming the finding the label rests on")
-    quote: str | None = Field(default=None, description="copied character for character from the paper's text, or null")
-
-
-class LLMStanceJudge:
-    """The five-label question put to any OpenAI-compatible model; "undetermined" becomes an abstention."""
-
-    def __init__(self, client):  # tools.llm.LLMClient
-        self.client = client
-
-    def judge(self, assertion: str, paper: Paper) -> StanceJudgement:
-        from agent.llm_analyst import verbatim
-
-        text_kind = "our paraphrase of the paper, not its abstract" if paper.summary_is_paraphrase else "the paper's abstract"
-        user = LLM_USER.format(
-            assertion=assertion,
-            paper_id=paper.id,
-            title=paper.title,
-            text_kind=text_kind,
-            text="\n".join(t for t in [paper.summary, *paper.findings] if t.strip()) or "(no text beyond the title)",
-        )
-        reply = self.client.structured(LLM_SYSTEM, user, LLMStanceReply)
-        quote = verbatim(reply.quote, paper.text()) if reply.quote else None
-        reason = reply.rationale.strip()
-        if reply.quote and quote is None:
-            reason += " (the model's quote was dropped: it does not occur in the paper's text we hold)"
-        if reply.stance == "undetermined":
-            return StanceJudgement(stance=None, confidence=0.0, quote=quote, reason=f"undetermined by the model: {reason}")
-        return StanceJudgement(stance=reply.stance, confidence=1.0, quote=quote, reason=reason)
-
-
 __all__ = [
     "EVIDENCE_STANCES",
     "LEXICAL_THRESHOLDS",
     "MINILM_THRESHOLDS",
     "STANCES",
     "UNDETERMINED",
-    "LLMStanceJudge",
     "OfflineStanceJudge",
     "StanceJudgement",
     "Thresholds",

@@ -27,18 +27,16 @@ OPENAI_API_KEY / COLLAPSE_AUDIT_MODEL; none configured: one line, exit 3), the f
 citation whose ID resolved: does this sentence describe this paper? (agent/llm_analyst.py
 `citation_fit`, prompts/citation_fit.md.j2: yes / no / undetermined.) The model's status is the
 offline check's where the model is not asked (no ID, malformed, nonexistent, not found, unverifiable);
-where it is, `no` is wrong_paper, `yes` is grounded (year_mismatch when the stated year is 2+ years
-off the v1 date, as the grounding checks it) and `undetermined` leaves the offline status. The summary
-then prints the offline and the model figures side by side, and the tokens the model used with their
-cost (tools/llm_costs.py). This only measures the question: the product's citation statuses stay the
-offline grounding's.
+where it is, the model's answer and the offline check combine as a run with a model combines them
+(tools/grounding.py `with_model_fit`: the model judges the content, code keeps identity conflicts
+and the year). The summary then prints the offline and the model figures side by side, and the
+tokens the model used with their cost (tools/llm_costs.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import tempfile
 import time
@@ -52,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from tests.arxiv_server import LIVE_ONLY_PAPERS, ArxivServer, SimulatedClock, snapshot_papers  # noqa: E402
 from tools.arxiv_id import canonical  # noqa: E402
 from tools.embeddings import get_embedder  # noqa: E402
-from tools.grounding import YEAR_GAP, CitationCheck, verify_text  # noqa: E402
+from tools.grounding import CitationCheck, verify_text, with_model_fit  # noqa: E402
 from tools.snapshot import Snapshot  # noqa: E402
 from tools.sources import open_source  # noqa: E402
 
@@ -147,58 +145,22 @@ def llm_analyst(embedder):
     return LLMAnalyst(client, fallback=OfflineAnalyst(embedder))
 
 
-def year_off(check: CitationCheck) -> bool:
-    """The grounding's year check: the stated year (or range) 2+ years from the paper's v1 date."""
-    if check.stated_year is None or check.paper is None:
-        return False
-    years = [int(y) for y in re.findall(r"\d{4}", check.stated_years or "")] or [check.stated_year]
-    v1 = check.paper.published.year
-    low, high = min(years), max(years)
-    return (low - v1 if low > v1 else v1 - high if high < v1 else 0) >= YEAR_GAP
-
-
 def with_model(results: list[Result], source, analyst) -> tuple[list[Result], dict]:
-    """The results with the model's fit answer in place of the offline fit, for citations whose ID resolved."""
-    from agent.analyst import concurrently
+    """The results with the model's fit answer combined in, as a run with a model combines it."""
+    from agent.nodes.grounding import fit_answers
     from tools.llm import LLMError
 
-    def paper(check: CitationCheck | None):
-        if check is None or check.paper is None or check.arxiv_id is None:
-            return None
-        found = source.lookup([check.arxiv_id])
-        lookup = found.get(check.arxiv_id) or next(iter(found.values()), None)
-        return lookup.paper if lookup is not None else None
-
-    # the source is asked one citation at a time (its arXiv client is not thread-safe), the model several at once
-    asks = [(case["text"], check, paper(check)) for case, _, check in results]
-
-    def ask(item):
-        text, check, held = item
-        return None if held is None else analyst.citation_fit(check.context or text, held)
-
     try:
-        answers = concurrently(analyst, ask, asks)
+        answers = fit_answers([check for _, _, check in results], source, analyst)
     except LLMError as error:
         print(f"LLM stopped: {error}")
         raise SystemExit(EXIT_LLM_FAILED) from None
-    out: list[Result] = []
-    counts = {"asked": 0, "undetermined": 0, "failed": 0}
-    for (case, expected, check), answer in zip(results, answers):
-        if answer is None:
-            out.append((case, expected, check))
-            continue
-        counts["asked"] += 1
-        counts["undetermined"] += answer.fits == "undetermined"
-        counts["failed"] += answer.failed
-        if answer.fits == "undetermined":
-            status = check.status  # the model abstained: the offline verdict stands
-        elif answer.fits == "no":
-            status = "wrong_paper"
-        else:
-            status = "year_mismatch" if year_off(check) else "grounded"
-        reason = f"model {answer.fits} ({answer.confidence:.2f}): {answer.reason}"
-        out.append((case, expected, check.model_copy(update={"status": status, "reason": reason,
-                                                                 "suggested_id": None})))
+    asked = [a for a in answers if a is not None]
+    counts = {"asked": len(asked), "undetermined": sum(a.fits == "undetermined" for a in asked),
+              "failed": sum(a.failed for a in asked)}
+    out = [(case, expected, check if answer is None else
+            with_model_fit(check, answer.fits, f"({answer.confidence:.2f}) {answer.reason}"))
+           for (case, expected, check), answer in zip(results, answers)]
     return out, counts
 
 

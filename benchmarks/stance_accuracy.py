@@ -26,8 +26,10 @@ in the `--papers` files (default: ../shared/data/arxiv_snapshot.jsonl when it ex
 paper is found nowhere is reported and left out.
 
 `--llm openai` asks an OpenAI-compatible endpoint (OPENAI_BASE_URL / OPENAI_API_KEY / COLLAPSE_AUDIT_MODEL)
-the same question per pair, with "undetermined" as a sixth answer; with no endpoint configured it
-prints one line and exits 3.
+the same question per pair, as a run asks it (agent/llm_analyst.py `assess`, prompts/stance.md.j2, the
+assertion standing as its own claim), with "undetermined" as a sixth answer; a pair the model fails
+on is judged by the offline judge as in a run, and counted; with no endpoint configured it prints
+one line and exits 3.
 """
 
 from __future__ import annotations
@@ -225,31 +227,46 @@ def offline_rows(
 
 
 def llm_judge():
-    """The LLM judge on the configured endpoint; with none configured, one line and exit 3."""
+    """The LLM analyst on the configured endpoint (the offline judge in its place where the model
+    fails, as in a run); with none configured, one line and exit 3."""
+    from agent.analyst import OfflineAnalyst
     from agent.config import Settings
-    from agent.stance_judge import LLMStanceJudge
+    from agent.llm_analyst import LLMAnalyst
+    from tools.embeddings import get_embedder
     from tools.llm import LLMClient, LLMError
 
     settings = Settings()
     try:
-        client = LLMClient(settings.openai_base_url, settings.openai_api_key, settings.model)
+        client = LLMClient(settings.openai_base_url, settings.openai_api_key, settings.model,
+                           concurrency=settings.llm_concurrency)
     except LLMError as error:
         print(str(error))
         raise SystemExit(EXIT_NO_LLM) from None
-    return LLMStanceJudge(client)
+    return LLMAnalyst(client, fallback=OfflineAnalyst(get_embedder("lexical")))
 
 
-def llm_predict(judge, cases: list[Case], papers: dict[str, Paper]) -> list[tuple[Case, StanceJudgement]]:
+def llm_predict(analyst, cases: list[Case], papers: dict[str, Paper]) -> list[tuple[Case, StanceJudgement]]:
+    """The analyst's stance per pair; the assertion stands as its own claim, undated."""
+    from agent.analyst import concurrently
+    from agent.assertions import Assertion
+    from agent.models import Claim
     from tools.llm import LLMError
 
-    rows = []
+    def judge(case: Case):
+        text = case["assertion"]
+        assertion = Assertion(id="A.a", text=text, start=0, end=len(text))
+        return analyst.assess(assertion, Claim(id="A", text=text), papers[case["arxiv_id"]], 0.0, "benchmark pair")
+
     try:
-        for case in cases:
-            rows.append((case, judge.judge(case["assertion"], papers[case["arxiv_id"]])))
+        judged = concurrently(analyst, judge, cases)
     except LLMError as error:
-        print(f"LLM judge stopped after {len(rows)} of {len(cases)} pairs: {error}")
+        print(f"LLM judge stopped: {error}")
         raise SystemExit(EXIT_LLM_FAILED) from None
-    return rows
+    fell_back = sum(e.fallback for e in judged)
+    if fell_back:
+        print(f"the model failed on {fell_back} of {len(cases)} pairs; the offline judge judged them, as in a run")
+    return [(case, StanceJudgement(stance=e.stance, confidence=e.confidence, quote=e.quote, reason=e.rationale))
+            for case, e in zip(cases, judged)]
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

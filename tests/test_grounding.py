@@ -18,7 +18,7 @@ from tests.arxiv_server import LIVE_ONLY_PAPERS, ArxivServer, SimulatedClock, sn
 from tests.subprocess_cli import run_cli
 from tools.arxiv_id import canonical
 from tools.embeddings import get_embedder
-from tools.grounding import CitationCheck, summarize, verify_text
+from tools.grounding import CitationCheck, summarize, verify_text, with_model_fit, year_gap
 from tools.snapshot import Snapshot
 from tools.sources import open_source
 
@@ -275,3 +275,27 @@ def test_cli_reads_stdin(cli_env) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["citations"][0]["arxiv_id"] == "2406.08464"
+
+
+def test_a_model_fit_answer_combines_with_the_offline_check(offline) -> None:
+    """The model reads the content; code keeps identity conflicts and the stated year."""
+    grounded = check("Recursive training makes models forget the tails (Shumailov et al., 2023, arXiv:2305.17493).", offline)
+    assert grounded.status == "grounded" and not grounded.identity_conflict
+    denied = with_model_fit(grounded, "no", "the sentence describes another finding")
+    assert denied.status == "wrong_paper" and denied.model_fit == "no" and denied.flagged
+    assert denied.reason.startswith("model: no, the sentence describes another finding; offline check: ")
+    unsure = with_model_fit(grounded, "undetermined", "cannot tell")
+    assert unsure.status == "grounded" and unsure.model_fit == "undetermined"
+
+    invented = check('Shumailov et al. (2023), "Synthetic Feedback Loops Erase Rare Knowledge", arXiv:2305.17493.', offline)
+    assert invented.status == "wrong_paper" and invented.identity_conflict
+    kept = with_model_fit(invented, "yes", "same topic")  # a wrong title is not overruled by a reading of content
+    assert kept.status == "wrong_paper" and kept.suggested_id == invented.suggested_id
+
+    late = check("Tail erasure under recursion (2025–2026, arXiv:2305.17493).", offline)
+    assert year_gap(late) == 2 and with_model_fit(late, "yes", "its finding").status == "year_mismatch"
+    content_only = with_model_fit(denied, "yes", "its finding")  # a content-only wrong_paper the model reads as fitting
+    assert content_only.status == "grounded" and content_only.suggested_id is None
+
+    unchecked = check("Models collapse (arXiv:2301.99999).", offline)
+    assert with_model_fit(unchecked, "yes", "x") == unchecked  # only a resolved ID has a fit to judge

@@ -18,7 +18,8 @@ FOREIGN_ID = "2599.00001"
 
 def model_answer(body: dict) -> Reply:
     """A stand-in model. It splits each claim into its sentences, copied, except C1, whose first sentence
-    it rewords (so that split is not used). It matches assertions on tails to the lab's tails-first
+    it rewords (so that split is not used). It says a citing sentence does not describe its paper
+    when the paper's ID ends in 7, and does otherwise. It matches assertions on tails to the lab's tails-first
     proposition (and to a key the lab does not have). On the stance scale it grades every paper `background` (on
     topic, no position), quoting the paper's title, except papers whose ID ends in an odd digit, on which
     it abstains. Some answers are faulty: for IDs ending in 2 it thinks aloud first and cites a paper it
@@ -35,6 +36,10 @@ def model_answer(body: dict) -> Reply:
         assertion = prompt.split("<assertion>", 1)[1].split("</assertion>", 1)[0]
         return reply({"matches": [{"key": "tails_first", "denies": False}, {"key": "made_up", "denies": False}]
                       if "tails" in assertion else []})
+    if schema == "FitReply":  # the citation fit: no for IDs ending in 7, else yes
+        cited = re.search(r"SENTENCE citing arXiv:(\S+):", prompt).group(1)
+        return reply({"fits": "no" if cited.endswith("7") else "yes", "confidence": 0.8,
+                      "reason": "stand-in model: " + ("another paper's finding" if cited.endswith("7") else "its finding")})
     if schema != "StanceReply":  # 410 is not retried, so the run fails
         return Reply(status=410, error=f"stand-in model: unexpected {schema}")
     paper = re.search(r"PAPER arXiv:(\S+), first submitted .*\n<paper_text>\n(.+?)\n", prompt)
@@ -114,6 +119,19 @@ def test_run_with_an_openai_compatible_endpoint(tmp_path):
     assert not any(t["found"] for t in report["tasks"] if not any(k.startswith("simulations.") for k in t["evidence"])
                    and not fell_back & set(t["evidence"])
                    and not t["summary"].startswith("Answered by the follow-up questions"))
+
+    # The model read each resolved citation's content; code kept identity conflicts and the year.
+    cited = [c for claim in report["claims"] for c in claim["citations"] if c["model_fit"] is not None]
+    assert cited and {c["model_fit"] for c in cited} == {"yes", "no"}
+    for c in cited:
+        if c["model_fit"] == "no":
+            assert c["status"] == "wrong_paper" and c["arxiv_id"].endswith("7"), c
+        elif c["identity_conflict"]:
+            assert c["status"] == "wrong_paper", c
+        else:
+            assert c["status"] in ("grounded", "year_mismatch"), c
+    assert all(c["model_fit"] is None for claim in report["claims"] for c in claim["citations"]
+               if c["status"] not in ("grounded", "wrong_paper", "year_mismatch"))
 
     md = (out / "report.md").read_text()
     assert "(model, confidence 0.90)" in md and "undetermined (the model abstained)" in md

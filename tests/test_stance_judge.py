@@ -15,7 +15,6 @@ from agent.stance_judge import (
     LEXICAL_THRESHOLDS,
     MINILM_THRESHOLDS,
     STANCES,
-    LLMStanceJudge,
     OfflineStanceJudge,
     StanceJudgement,
     Thresholds,
@@ -25,7 +24,7 @@ from agent.stance_judge import (
 )
 from benchmarks import stance_accuracy as bench
 from tools.embeddings import get_embedder
-from tools.llm import LLMClient
+from tools.prompts import load_prompt
 from tools.papers import Paper
 
 GOLD = Path(__file__).parent / "data" / "stance_dev.jsonl"
@@ -248,26 +247,17 @@ def test_benchmark_llm_path_against_a_loopback_server(tmp_path, capsys, monkeypa
     def answer(request: dict):
         user = next(m["content"] for m in request["messages"] if m["role"] == "user")
         stance = "undetermined" if "arXiv:2603.03415" in user else "supports"
-        return reply({"stance": stance, "rationale": "The finding says so.", "quote": None})
+        return reply({"stance": stance, "confidence": 0.9, "rationale": "The finding says so.", "quote": None})
 
     with OpenAIServer(answer) as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.delenv("OPENAI_API_KEY", raising=False)
         result = bench.main(["--gold", str(small_gold(tmp_path)), "--llm", "openai", "--split", "all", "--papers"])
+        systems = {next(m["content"] for m in r["messages"] if m["role"] == "system") for r in server.requests}
     assert last_json(capsys.readouterr().out) == result
+    # the question a run asks: the stance prompt file, the same for every pair
+    assert systems == {load_prompt("stance.md.j2").system.render().strip()}
     assert result["abstention"] == pytest.approx(1 / 6, abs=0.001) and result["opposite_errors"] == 1  # s051 is contradicts
-
-
-def test_llm_judge_keeps_only_verbatim_quotes_and_maps_undetermined_to_abstention():
-    invented = {"stance": "supports", "rationale": "It reports the reduction.", "quote": "RLHF kills all diversity"}
-    copied = {"stance": "supports", "rationale": "It reports the reduction.", "quote": RLHF.findings[1]}
-    unsure = {"stance": "undetermined", "rationale": "The text does not say.", "quote": None}
-    with OpenAIServer([reply(invented), reply(copied), reply(unsure)]) as server:
-        judge = LLMStanceJudge(LLMClient(server.base_url, None, "test-model", timeout=5))
-        first, second, third = (judge.judge("RLHF reduces output diversity.", RLHF) for _ in range(3))
-    assert first.stance == "supports" and first.quote is None and "dropped" in first.reason
-    assert second.quote == RLHF.findings[1]
-    assert third.stance is None and third.confidence == 0.0
 
 
 def test_a_negated_word_is_denied_only_when_said_about_the_same_thing():

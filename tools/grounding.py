@@ -58,6 +58,8 @@ CITATION_STATUSES: tuple[str, ...] = CitationStatus.__args__  # type: ignore[att
 FLAGGED: frozenset[str] = frozenset({"wrong_paper", "year_mismatch", "nonexistent", "malformed", "not_found", "no_id"})
 UNCHECKED: frozenset[str] = frozenset({"unverifiable"})
 NOT_GROUNDED: frozenset[str] = FLAGGED | UNCHECKED
+ModelFit = Literal["yes", "no", "undetermined"]
+FIT_JUDGED: frozenset[str] = frozenset({"grounded", "wrong_paper", "year_mismatch"})  # the ID resolved: fit was judged
 
 
 def is_flagged(status: str) -> bool:
@@ -113,6 +115,11 @@ class CitationCheck(BaseModel):
     claimed_title: str | None = None
     authors_named: list[str] = []
     source: Literal["cache", "snapshot", "arxiv"] | None = None
+    # The sentence names this paper's title, authors or system wrongly: identity evidence, which a
+    # model's reading of the content does not override (`with_model_fit`).
+    identity_conflict: bool = False
+    # A model's answer to "does this sentence describe this paper?" (runs with a model); None: not asked.
+    model_fit: ModelFit | None = None
 
     @property
     def flagged(self) -> bool:
@@ -157,9 +164,47 @@ def ground(citations: list[Citation], source: PaperSource, *, run_date: date, em
         paper = lookup.paper
         assert paper is not None
         cocited = [found[i].paper for i in citation.cited_with if i in found and found[i].paper is not None]
-        status, reason, suggested = judge.verdict(citation, paper, cocited)
-        checks.append(CitationCheck(**base, status=status, paper=_ref(paper), reason=reason, suggested_id=suggested, source=lookup.origin))
+        status, reason, suggested, conflict = judge.verdict(citation, paper, cocited)
+        checks.append(CitationCheck(**base, status=status, paper=_ref(paper), reason=reason, suggested_id=suggested,
+                                    source=lookup.origin, identity_conflict=conflict))
     return checks
+
+
+def with_model_fit(check: CitationCheck, fits: ModelFit, reason: str) -> CitationCheck:
+    """The check once a model has answered whether its sentence describes its (resolved) paper.
+
+    The model judges the content; code keeps what code checks: the ID's shape and existence, a
+    given title / named authors / system name that are not this paper's (`identity_conflict`),
+    and the stated year against the v1 date. So "undetermined" leaves the offline status, "no"
+    makes a grounded citation `wrong_paper`, and "yes" makes a content-only `wrong_paper`
+    `grounded` (or `year_mismatch` when the year is off). Both readings stay in the reason.
+    """
+    if check.status not in FIT_JUDGED or check.paper is None:
+        return check
+    if fits == "undetermined" or (fits == "yes" and check.identity_conflict):
+        status = check.status
+    elif fits == "no":
+        status = "wrong_paper"
+    else:
+        status = "year_mismatch" if year_gap(check) >= YEAR_GAP else "grounded"
+    if status == check.status and fits != "no":
+        combined = f"{check.reason}; model: {fits}, {reason}"
+    else:
+        combined = f"model: {fits}, {reason}; offline check: {check.reason}"
+    suggested = check.suggested_id if status == "wrong_paper" else None
+    return check.model_copy(update={"status": status, "reason": combined, "suggested_id": suggested, "model_fit": fits})
+
+
+def year_gap(check: CitationCheck) -> int:
+    """Years between the stated year (or range) and the paper's v1 date; 0 when none is stated."""
+    if check.stated_year is None or check.paper is None:
+        return 0
+    years = [int(y) for y in re.findall(r"\d{4}", check.stated_years or "")] or [check.stated_year]
+    return _gap(min(years), max(years), check.paper.published.year)
+
+
+def _gap(low: int, high: int, v1_year: int) -> int:
+    return low - v1_year if low > v1_year else (v1_year - high if high < v1_year else 0)
 
 
 def summarize(checks: list[CitationCheck]) -> dict[str, float | int]:
@@ -278,8 +323,11 @@ class _Judge:
 
     # --- the verdict ---------------------------------------------------------------------------
 
-    def verdict(self, citation: Citation, paper: Paper, cocited: list[Paper] = ()) -> tuple[CitationStatus, str, str | None]:
-        """`cocited`: papers cited jointly for the same description ("(arXiv:A; arXiv:B)"): the
+    def verdict(self, citation: Citation, paper: Paper, cocited: list[Paper] = ()) -> tuple[CitationStatus, str, str | None, bool]:
+        """Status, reason, suggested ID, and whether the sentence's identity evidence (title,
+        authors, names) speaks against the paper.
+
+        `cocited`: papers cited jointly for the same description ("(arXiv:A; arXiv:B)"): the
         sentence may restate either, so another paper must beat the best of them to be the one meant."""
         notes = []
         if citation.version and paper.versions is not None and citation.version > paper.versions:
@@ -299,8 +347,8 @@ class _Judge:
         partners, fits = fits[: len(cocited)], fits[len(cocited) :]
         status, reason, suggested = self._fit_verdict(citation, paper, cited, fits, content, partners)
         if status != "grounded":
-            return status, reason, suggested
-        return self._year_verdict(citation, paper, cited, reason, notes)
+            return status, reason, suggested, cited.contradicted
+        return (*self._year_verdict(citation, paper, cited, reason, notes), False)
 
     def _resolve_guesses(self, citation: Citation, paper: Paper, candidates: list[Paper]) -> Citation:
         """A lone word before a year ("Peterson (2024)") is an author when someone at hand has that
@@ -397,7 +445,7 @@ class _Judge:
         month = f"{v1:%Y-%m}" if paper.date_precision == "month" else v1.isoformat()
         if span is not None:
             low, high = span
-            gap = low - v1.year if low > v1.year else (v1.year - high if high < v1.year else 0)
+            gap = _gap(low, high, v1.year)
             if gap >= YEAR_GAP:
                 when = "before" if high < v1.year else "after"
                 stated = citation.stated_years or str(citation.stated_year)
