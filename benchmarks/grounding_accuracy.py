@@ -175,6 +175,15 @@ def open_snapshot(findings: str) -> Snapshot:
         return Snapshot.open(None, packaged=stripped)
 
 
+def readings(source, embedder) -> str:
+    """How many fits the wording settled, and how many the embedder read again (tools/grounding.py)."""
+    by_wording = source.grounding["lexical"].readings
+    if embedder.name == "lexical":
+        return f"fits read: {by_wording}, by wording alone (lexical embedder)"
+    again = source.grounding[embedder.name].readings if embedder.name in source.grounding else 0
+    return f"fits read: {by_wording}; settled by wording {by_wording - again}, read again by {embedder.name} {again}"
+
+
 def main(argv: list[str] | None = None) -> list[tuple]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gold", type=Path, action="append", help="a case file (repeatable); default: gold + generated cases")
@@ -213,6 +222,7 @@ def main(argv: list[str] | None = None) -> list[tuple]:
             started = time.perf_counter()
             results = evaluate(cases, source, run_date, embedder, offline=True)
             score(path, "offline", f"{path.name} offline (snapshot)", results, time.perf_counter() - started, source)
+            print(readings(source, embedder))
         if args.mode in ("live", "both"):
             clock = SimulatedClock()
             with ArxivServer(snapshot_papers() + LIVE_ONLY_PAPERS, clock=clock, lifetime=3600) as server:

@@ -213,6 +213,27 @@ def test_grounding_uses_the_embedder_the_settings_chose(tmp_path) -> None:
     assert result.stdout.split() == ["grounded", "lexical", "False"], result.stderr
 
 
+def test_the_model_loads_only_for_a_fit_that_wording_cannot_settle(tmp_path) -> None:
+    """A sentence that restates its paper is settled by its wording; a loose paraphrase is read
+    again by meaning, and only then does MiniLM load (the default, "auto")."""
+    clear = ("Recursive training on model-generated content causes irreversible collapse by eroding the tails "
+             "of the original distribution (2023, arXiv:2305.17493).")
+    loose = ("Representational density is learned through training-data familiarity; as synthetic data crowds out "
+             "rare patterns, the model stops building rich internal structure for them (2026, arXiv:2603.03415).")
+    code = (
+        "import sys; from datetime import date; from tools.grounding import verify_text; "
+        "from tools.snapshot import Snapshot; from tools.sources import open_source; "
+        "source = open_source('snapshot', cache_path=None, snapshot=Snapshot.open(None)); "
+        f"[a] = verify_text({clear!r}, source, run_date=date(2026, 11, 30)); "
+        "print(a.status, 'sentence_transformers' in sys.modules); "
+        f"[b] = verify_text({loose!r}, source, run_date=date(2026, 11, 30)); "
+        "print(b.status, 'sentence_transformers' in sys.modules)"
+    )
+    env = {**__import__("os").environ, "COLLAPSE_AUDIT_HOME": str(tmp_path)}
+    result = subprocess.run([__import__("sys").executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert result.stdout.splitlines() == ["grounded False", "grounded True"], result.stderr
+
+
 def test_default_inquiry(offline) -> None:
     # MiniLM, the default: the inquiry's claims paraphrase their papers loosely, beyond shared words
     checks = verify_text((ROOT / "prompts" / "inquiry.md").read_text(), offline, run_date=RUN_DATE, embedder=get_embedder("minilm"))
@@ -299,3 +320,26 @@ def test_a_model_fit_answer_combines_with_the_offline_check(offline) -> None:
 
     unchecked = check("Models collapse (arXiv:2301.99999).", offline)
     assert with_model_fit(unchecked, "yes", "x") == unchecked  # only a resolved ID has a fit to judge
+
+
+def test_a_warm_cache_does_not_hide_an_unreachable_api(tmp_path) -> None:
+    home = tmp_path / "home"
+    text = tmp_path / "two.md"
+    text.write_text("Recursive training erodes the tails (Shumailov et al., 2023, arXiv:2305.17493).\n"
+                    "Accumulating real data avoids collapse (Gerstgrasser et al., 2024, arXiv:2404.01413).\n")
+    env = {"COLLAPSE_AUDIT_EMBEDDINGS": "lexical"}
+    with ArxivServer(snapshot_papers()) as live:
+        first = run_cli("verify-citations", str(text), "--source", "arxiv", "--arxiv-url", live.url, home=home, env=env)
+        url = live.url
+    assert first.returncode == 0, first.stderr
+    assert "unreachable" not in first.stderr
+    # the server is gone; the cache still answers both, and the user is told, once, that the API is down
+    again = run_cli("verify-citations", str(text), "--source", "arxiv", "--arxiv-url", url, home=home, env=env)
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("live arXiv unreachable") == 1, again.stderr
+    assert "2 grounded" in again.stdout
+    # a citation only the live API could answer is unverifiable, and the exit says the source was unreachable
+    text.write_text(text.read_text() + "Scaling laws for synthetic data (arXiv:2503.19551).\n")
+    cold = run_cli("verify-citations", str(text), "--source", "arxiv", "--arxiv-url", url, home=home, env=env)
+    assert cold.returncode == 3, cold.stderr
+    assert cold.stderr.count("live arXiv unreachable") == 1, cold.stderr

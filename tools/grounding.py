@@ -135,12 +135,15 @@ def ground(citations: list[Citation], source: PaperSource, *, run_date: date, em
     """One CitationCheck per citation, in order. All IDs are resolved in one `lookup` (batched live).
 
     The embedder is the caller's, else the one the source was opened with (the run's settings),
-    else "auto".
+    else "auto". A fit is read first by its wording (the lexical embedder, no model to load); a
+    reading that settles it (`_Reading.settled`) stands, and only the others are read again with
+    the embedder, whose model loads then, once.
     """
     shapes = {c.arxiv_id: check_shape(c.arxiv_id, run_date) for c in citations if c.arxiv_id}
     wanted = [with_version(c.arxiv_id, c.version) for c in citations if c.arxiv_id and shapes[c.arxiv_id] is None]
     found = source.lookup(wanted) if wanted else {}
     judge = _judge_for(source, embedder or getattr(source, "embedder", None))
+    wording = _judge_for(source, _lexical())
     checks = []
     for citation in citations:
         base = dict(
@@ -164,9 +167,12 @@ def ground(citations: list[Citation], source: PaperSource, *, run_date: date, em
         paper = lookup.paper
         assert paper is not None
         cocited = [found[i].paper for i in citation.cited_with if i in found and found[i].paper is not None]
-        status, reason, suggested, conflict = judge.verdict(citation, paper, cocited)
-        checks.append(CitationCheck(**base, status=status, paper=_ref(paper), reason=reason, suggested_id=suggested,
-                                    source=lookup.origin, identity_conflict=conflict))
+        reading = wording.verdict(citation, paper, cocited)
+        if not reading.settled and judge is not wording:
+            reading = judge.verdict(citation, paper, cocited)
+        checks.append(CitationCheck(**base, status=reading.status, paper=_ref(paper), reason=reading.reason,
+                                    suggested_id=reading.suggested_id, source=lookup.origin,
+                                    identity_conflict=reading.identity_conflict))
     return checks
 
 
@@ -279,6 +285,27 @@ class Fit:
         )
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """One judge's verdict on a citation's fit."""
+
+    status: CitationStatus
+    reason: str
+    suggested_id: str | None
+    identity_conflict: bool  # the sentence's title, authors or names speak against the paper
+    # Whether this verdict needs no second reading: the sentence names the paper (its title, a
+    # system only it carries), or restates it clearly (content fit >= CONTENT_CLEAR_Z with a
+    # shared specific word). A reading by wording alone cannot say that a sentence does NOT
+    # describe a paper — a paraphrase shares few words — so such verdicts are read again by meaning.
+    settled: bool
+
+
+def _lexical() -> Embedder:
+    from tools.embeddings import get_embedder
+
+    return get_embedder("lexical")
+
+
 def _judge_for(source: PaperSource, embedder: Embedder | None) -> _Judge:
     """One judge per source and embedder, kept on the source: the background's vectors are
     computed once per run, not once per text."""
@@ -312,6 +339,7 @@ class _Judge:
         self._spread: tuple[float, float] | None = None
         self._stem_df: dict[str, int] | None = None
         self._paper_stems: dict[str, set[str]] = {}
+        self.readings = 0  # fits this judge has read (benchmarks/grounding_accuracy.py reports them)
 
     @property
     def embedder(self) -> Embedder:
@@ -323,12 +351,10 @@ class _Judge:
 
     # --- the verdict ---------------------------------------------------------------------------
 
-    def verdict(self, citation: Citation, paper: Paper, cocited: list[Paper] = ()) -> tuple[CitationStatus, str, str | None, bool]:
-        """Status, reason, suggested ID, and whether the sentence's identity evidence (title,
-        authors, names) speaks against the paper.
-
-        `cocited`: papers cited jointly for the same description ("(arXiv:A; arXiv:B)"): the
+    def verdict(self, citation: Citation, paper: Paper, cocited: list[Paper] = ()) -> _Reading:
+        """`cocited`: papers cited jointly for the same description ("(arXiv:A; arXiv:B)"): the
         sentence may restate either, so another paper must beat the best of them to be the one meant."""
+        self.readings += 1
         notes = []
         if citation.version and paper.versions is not None and citation.version > paper.versions:
             notes.append(f"the source lists {paper.versions} version(s) and the citation names v{citation.version}; the paper exists, so the version is a slip, not a fabrication")
@@ -347,8 +373,9 @@ class _Judge:
         partners, fits = fits[: len(cocited)], fits[len(cocited) :]
         status, reason, suggested = self._fit_verdict(citation, paper, cited, fits, content, partners)
         if status != "grounded":
-            return status, reason, suggested, cited.contradicted
-        return (*self._year_verdict(citation, paper, cited, reason, notes), False)
+            return _Reading(status, reason, suggested, cited.contradicted, settled=False)
+        settled = cited.identity or (cited.z_whole >= CONTENT_CLEAR_Z and bool(cited.shared_words))
+        return _Reading(*self._year_verdict(citation, paper, cited, reason, notes), False, settled=settled)
 
     def _resolve_guesses(self, citation: Citation, paper: Paper, candidates: list[Paper]) -> Citation:
         """A lone word before a year ("Peterson (2024)") is an author when someone at hand has that

@@ -66,8 +66,8 @@ class PaperSource:
         self.live_problem: str | None = None  # why the live API was not used, once known
         self.notice: str | None = None  # one line for the user, set when auto mode falls back offline
         self._probed = mode != "auto"
+        self._warm_probed = False  # --source arxiv: the live API probed once when the cache answered
         self._cache_hits = 0
-        self._author_index: dict[str, list[str]] | None = None
         self._background: dict[int, list[Paper]] = {}
         self.embedder: Embedder | None = None  # the embedder the run chose; grounding uses it
         self.grounding: dict[str, object] = {}  # tools.grounding's state for this source: one judge per embedder
@@ -101,6 +101,11 @@ class PaperSource:
             self._cache_hits += len(result)
             # a cached "no such paper" is a first answer, not a verdict: it is re-confirmed live
             seen_absent = self.cache.absent(k for k in keys if k not in result)
+            if result and self.mode == "arxiv" and not self._warm_probed:
+                # the cache answered without the live API; one probe tells the user if the API is down
+                self._warm_probed = True
+                if problem := self.client.probe() if self.client is not None else None:
+                    self._live_failed(problem)
         offline = self.snapshot.get_many(k for k in keys if k not in result) if self.snapshot else {}
         for key, paper in offline.items():
             if key not in versioned or paper.versions is not None or not self._live_usable():
@@ -137,6 +142,9 @@ class PaperSource:
                 result[key] = Lookup(status="error", origin="arxiv" if key in answer.unproven else None, detail=why)
         if answer.failed and len(answer.failed) == len(ids):
             self._live_failed(next(iter(answer.failed.values())))
+        elif answer.failed and self.notice is None:
+            self.notice = (f"live arXiv failed on {len(answer.failed)} of {len(ids)} IDs asked "
+                           f"({next(iter(answer.failed.values()))}); those without an offline answer are unverifiable")
 
     def _why_unanswered(self) -> str:
         if self.mode == "snapshot":
@@ -232,11 +240,13 @@ class PaperSource:
         return self.live_problem is None
 
     def _live_failed(self, problem: str) -> None:
+        """Remember that the live API failed, and say so once (`notice`: callers print it on stderr),
+        also when the cache answered the rest: a warm cache must not hide a dead API."""
         if self.live_problem is None:
             self.live_problem = problem
-            if self.mode == "auto":
-                self.notice = f"live arXiv unreachable ({problem}); using the offline snapshot only"
-                log.info(self.notice)  # callers print `notice` once
+            fallback = "using the offline snapshot only" if self.mode == "auto" else "what it alone can answer is unverifiable"
+            self.notice = f"live arXiv unreachable ({problem}); {fallback}"
+            log.info(self.notice)
 
     @property
     def unreachable(self) -> bool:
