@@ -25,6 +25,9 @@ Read in this order:
 - theory.py       closed-form predictions (validation targets V1-V12) the tests compare against.
 - sweep.py        `SweepConfig` (the (R, share, bias) design, `budget("tiny"|"small"|"full")`),
                   `run_sweep` -> `SweepResult` (JSON: {"config", "cells", "analysis"}), cached.
+- executors.py    where the grid batches (one family's cells each) run: `LocalExecutor` (in this
+                  process, the default) or `RayExecutor` (one Ray task per batch, GPU-aware);
+                  the same numbers and the same cache either way.
 - analysis.py     typed results: paired effects with intervals, collapse boundaries with bootstrap
                   bands, the scale-invariance test, stationarity, and the one-sentence result.
 - plots.py        `write_figures(result, out_dir)`: phase diagram, curves against real-only,

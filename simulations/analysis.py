@@ -47,7 +47,9 @@ from simulations.regimes import samples_per_generation
 
 HEADLINE_REGIMES = ("fixed_real", "fresh")  # in this order of preference
 BOOTSTRAP = 400
-_RNG = np.random.default_rng(20261129)  # fixed: the same runs always give the same intervals
+# The effects' bootstrap seed. Each analysis draws from a generator of its own, seeded with it, so the
+# same runs always give the same intervals: in a new process or after other sweeps in this one.
+ESTIMATE_SEED = 20261129
 
 
 class Estimate(BaseModel):
@@ -59,14 +61,15 @@ class Estimate(BaseModel):
     seeds: int
 
     @classmethod
-    def of(cls, values: np.ndarray) -> Estimate | None:
+    def of(cls, values: np.ndarray, rng: np.random.Generator | None = None) -> Estimate | None:
         """None when fewer than two seeds gave a finite value (nothing to estimate). The interval is a
         percentile bootstrap of the mean over seeds: it stays inside the values' range on heavy-tailed
         responses, where mean +- 1.96 SE can leave it (a tail mass ratio below 0)."""
         values = values[np.isfinite(values)]
         if len(values) < 2:
             return None
-        draws = _RNG.integers(0, len(values), size=(BOOTSTRAP, len(values)))
+        rng = rng if rng is not None else np.random.default_rng(ESTIMATE_SEED)
+        draws = rng.integers(0, len(values), size=(BOOTSTRAP, len(values)))
         lo, hi = np.quantile(values[draws].mean(1), [0.025, 0.975])
         return cls(mean=float(values.mean()), ci=(float(lo), float(hi)), median=float(np.median(values)), seeds=len(values))
 
@@ -199,6 +202,7 @@ def analyse(runs: list[CellRuns], generations: int, tolerance: float, seed: int)
 
 def _analyse(runs: list[CellRuns], generations: int, tolerance: float, seed: int) -> SimAnalysis:
     rng = np.random.default_rng(seed)
+    estimates = np.random.default_rng(ESTIMATE_SEED)  # the effects' intervals, in the order of the cells
     window = _window(generations)
     by_cell = {r.cell: r for r in runs if r.hold == "real"}
     effects, paired = [], []
@@ -216,10 +220,10 @@ def _analyse(runs: list[CellRuns], generations: int, tolerance: float, seed: int
             family=r.cell.family, regime=r.cell.regime, hold=r.hold, ratio=r.cell.ratio,
             synthetic_per_real=_synthetic_per_real(r.cell), diversity_control=r.cell.diversity_control,
             diversity=r.cell.diversity, real_amount=r.cell.real_amount, samples=samples,
-            relative_tail_mass=Estimate.of(per_seed(rel)),
-            tail_coverage_change=Estimate.of(diff("tail_coverage", same_real)),
-            forward_kl_change_same_real=Estimate.of(diff("forward_kl", same_real)),
-            forward_kl_change_same_total=Estimate.of(diff("forward_kl", same_total)) if same_total and same_total is not same_real else None,
+            relative_tail_mass=Estimate.of(per_seed(rel), estimates),
+            tail_coverage_change=Estimate.of(diff("tail_coverage", same_real), estimates),
+            forward_kl_change_same_real=Estimate.of(diff("forward_kl", same_real), estimates),
+            forward_kl_change_same_total=Estimate.of(diff("forward_kl", same_total), estimates) if same_total and same_total is not same_real else None,
             stationary=_is_stationary(rel, generations),
         )
         effects.append(effect)

@@ -7,6 +7,10 @@ from typing import Literal
 
 Regime = Literal["replace", "accumulate", "fresh", "fixed_real", "accumulate_subsample"]
 DiversityControl = Literal["temperature", "top_p", "top_k", "dedup", "tail_resample", "matched"]
+# What stays fixed as the share varies (sweep.py): the real count, or the samples per generation.
+Hold = Literal["real", "total"]
+# The model families, one module each in simulations/families/ (neural_lm and vae_digits are the neural ones).
+FAMILIES = ("categorical", "markov", "gaussian", "gaussian_mixture", "linear_regression", "neural_lm", "vae_digits")
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ keeps the per-generation size at the real_amounts value, so the real count is (1
 from __future__ import annotations
 
 import hashlib
-import importlib
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -26,25 +25,15 @@ import numpy as np
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from simulations.analysis import CellRuns, SimAnalysis, analyse, counterfactual_cells
-from simulations.cells import Cell, DiversityControl, Regime
-from simulations.device import resolve_device
+from simulations.cells import Cell, DiversityControl, Hold, Regime
 from simulations.diversity import UNBIASED, check_control
+from simulations.executors import FAMILY_MODULES, Batch, Executor, LocalExecutor
 from simulations.regimes import samples_per_generation
-from tools.files import atomic_write, set_aside
+from simulations.files import atomic_write, set_aside
 
-FAMILY_MODULES = {
-    "categorical": "simulations.families.categorical",
-    "markov": "simulations.families.markov",
-    "gaussian": "simulations.families.gaussian",
-    "gaussian_mixture": "simulations.families.gaussian_mixture",
-    "linear_regression": "simulations.families.linear_regression",
-    "neural_lm": "simulations.families.neural_lm",
-    "vae_digits": "simulations.families.vae_digits",
-}
 CACHE_VERSION = "2"
 # Collapse metrics whose paired differences every cell carries (see metrics.py for their meaning).
 PAIRED_METRICS = ("tail_mass_ratio", "tail_coverage", "forward_kl")
-Hold = Literal["real", "total"]
 
 
 class GridOverride(BaseModel):
@@ -217,16 +206,6 @@ class SweepResult(BaseModel):
     analysis: SimAnalysis | None  # None when no family in the sweep measures the tail
 
 
-def _family(name: str):
-    """Import a family module on first use (the neural families are optional and heavier)."""
-    try:
-        return importlib.import_module(FAMILY_MODULES[name])
-    except ModuleNotFoundError as error:
-        if error.name != FAMILY_MODULES[name]:
-            raise
-        raise ValueError(f"family {name!r} is not available in this installation") from None
-
-
 def _summarise(metrics: list[dict[str, np.ndarray]]) -> list[dict[str, list[float | None]]]:
     """Per cell and generation: mean over seeds (name), its standard error (name_se) and median
     (name_median). Cells with the same metric names are summarised together, as one array each."""
@@ -266,27 +245,36 @@ def run_sweep(
     cfg: SweepConfig,
     cache_dir: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    executor: Executor | None = None,
 ) -> SweepResult:
     """Run (or load from cache_dir) the sweep; progress(done_cells, total_cells) after each family.
 
-    Each family runs as one batched call over all its cells and regimes, so real draws are common
-    random numbers across every cell of the family (its counterfactuals included).
+    Each family runs as one batched call over all its cells and regimes (a grid batch), so real
+    draws are common random numbers across every cell of the family (its counterfactuals included).
+    `executor` runs the batches (executors.py: here, the default, or as Ray tasks); the numbers and
+    the cache file are the same whichever runs them, and a cache hit runs nothing.
     """
     cache_file = cache_dir / f"sweep-{cfg.digest()}.json" if cache_dir else None
     if cache_file and (cached := _cached(cache_file)) is not None:
         return cached
-    device = resolve_device(cfg.device)
     grid = cfg.cells()
-    runs: list[CellRuns] = []
     families = list(dict.fromkeys(cell.family for cell, _ in grid))
-    for index, family in enumerate(families):
-        members = [(c, h) for c, h in grid if c.family == family]
-        outputs = _family(family).simulate([c for c, _ in members], cfg.generations, cfg.seeds, device,
-                                           cfg.seed + 7919 * index, **cfg.family_params.get(family, {}))
-        for (cell, hold), metrics in zip(members, outputs):
-            runs.append(CellRuns(cell, hold, {k: v.numpy() for k, v in metrics.items()}))
+    members = {family: [(c, h) for c, h in grid if c.family == family] for family in families}
+    batches = [Batch(family, tuple(c for c, _ in members[family]), cfg.generations, cfg.seeds, cfg.seed + 7919 * index,
+                     cfg.family_params.get(family, {}))
+               for index, family in enumerate(families)]
+    done = 0
+
+    def finished(batch: Batch) -> None:
+        nonlocal done
+        done += len(batch.cells)
         if progress:
-            progress(len(runs), len(grid))
+            progress(done, len(grid))
+
+    outputs = (executor or LocalExecutor()).run(batches, cfg.device, finished)
+    runs = [CellRuns(cell, hold, metrics)
+            for family, batch_outputs in zip(families, outputs)
+            for (cell, hold), metrics in zip(members[family], batch_outputs)]
     by_cell = {r.cell: r for r in runs if r.hold == "real"}
     paired = [_counterfactual_runs(r, by_cell) for r in runs]
     flat = [(i, kind, cf, diffs) for i, p in enumerate(paired) for kind, (cf, diffs) in p.items()]
@@ -310,7 +298,7 @@ def run_sweep(
 
 def _cached(cache_file: Path) -> SweepResult | None:
     """The cached result, or None (a miss) when there is none or it cannot be read back: a file cut
-    short or garbled is set aside as `<name>.corrupt-<timestamp>` (tools.files) and the sweep runs."""
+    short or garbled is set aside as `<name>.corrupt-<timestamp>` (simulations/files.py) and the sweep runs."""
     if not cache_file.exists():
         return None
     try:

@@ -41,7 +41,10 @@ def test_200_ids_in_two_spaced_requests_then_none_from_a_warm_cache(tmp_path, cl
 
         warm = open_source("arxiv", arxiv_url=server.url, cache_path=tmp_path / "cache.sqlite", clock=clock)
         again = warm.lookup([p.id for p in papers])
-        assert len(server.requests) == 2 and all(a.origin == "cache" for a in again.values())
+        assert all(a.origin == "cache" for a in again.values())
+        # no paper is asked again; one empty probe tells whether the live API is up (a warm cache must not hide it)
+        [probe] = server.requests[2:]
+        assert probe.ids == [] and not warm.unreachable and warm.notice is None
 
 
 def test_absence_needs_two_spaced_single_id_answers_with_a_control_between(clock) -> None:
@@ -233,3 +236,21 @@ def test_parse_feed_reads_versions_and_errors() -> None:
     assert parse_feed(error_feed("incorrect id format for abc", "abc")).errors == ["incorrect id format for abc"]
     with pytest.raises(ValueError):
         parse_feed(b"<html>not a feed</html>")
+
+
+def test_an_arxiv_package_search_runs_through_our_transport(clock) -> None:
+    """`arxiv.Search` is the query model; the request goes out as it always did, and faults are ours to classify."""
+    import arxiv
+
+    with ArxivServer(snapshot_papers(), clock=clock) as server:
+        client = client_for(server, clock)
+        newest = arxiv.Search(query="all:collapse", max_results=3, sort_by=arxiv.SortCriterion.SubmittedDate)
+        feed = client.fetch(newest, start=1)
+        assert server.requests[-1].params == {"search_query": "all:collapse", "start": "1", "max_results": "3",
+                                              "sortBy": "submittedDate", "sortOrder": "descending"}
+        dates = [p.published for p in feed.papers]
+        assert len(dates) == 3 and dates == sorted(dates, reverse=True)
+        sent = len(server.requests)
+        rejected = client.fetch(arxiv.Search(id_list=["1234"], max_results=1))
+        # an answer with arXiv's reason, asked once (the package's own Client asks four times and drops the reason)
+        assert rejected.errors == ["incorrect id format for 1234"] and len(server.requests) == sent + 1

@@ -106,8 +106,8 @@ def _write(path: Path, content: str | bytes) -> str:
     [
         (lambda d: ["add", ""], "empty"),
         (lambda d: ["add", "x", "--date", "soon"], "names no year"),
-        (lambda d: ["add", "x", "--durability", "forever"], "--durability must be"),
-        (lambda d: ["list", "--format", "xml"], "--format must be"),
+        (lambda d: ["add", "x", "--durability", "forever"], "'--durability': 'forever' is not one of"),
+        (lambda d: ["list", "--format", "xml"], "'--format': 'xml' is not one of 'table', 'json'"),
         (lambda d: ["list", "--inquiry", str(d / "missing.md")], "cannot read"),
         (lambda d: ["list", "--inquiry", str(INQUIRIES / "no_bullets.md")], "no claims found"),
         (lambda d: ["remove", "U99"], "no user claim"),

@@ -78,11 +78,15 @@ def test_gaussian_takes_estimator_and_samples(runner):
 
 @pytest.mark.parametrize(
     "args, message",
-    [(["--ratios", "0.5,1.5"], "[0, 1]"), (["--family", "nope"], "unknown family"), (["--regime", "sideways"], "regimes"),
-     (["--device", "tpu"], "unknown device"), (["--ratios", "half"], "comma-separated"),
+    [(["--ratios", "0.5,1.5"], "[0, 1]"), (["--family", "nope"], "'--family': 'nope' is not one of 'categorical'"),
+     (["--regime", "sideways"], "'--regime': 'sideways' is not one of"),
+     (["--device", "tpu"], "'--device': 'tpu' is not one of 'auto', 'cpu', 'cuda'"), (["--ratios", "half"], "comma-separated"),
      (["--generations", "0"], "generations"), (["--seeds", "0"], "seeds"), (["--samples", "-3"], "--samples"),
-     (["--diversity-control", "matched"], "needs --diversity"), (["--diversity-control", "sideways"], "unknown --diversity-control"),
-     (["--family", "markov", "--diversity-control", "matched"], "needs --diversity")],
+     (["--diversity-control", "matched"], "needs --diversity"), (["--diversity-control", "sideways"], "'--diversity-control'"),
+     (["--family", "markov", "--diversity-control", "matched"], "needs --diversity"),
+     (["--hold", "both"], "'--hold'"), (["--estimator", "median"], "'--estimator'"), (["--budget", "huge"], "'--budget'"),
+     (["--format", "xml"], "'--format'"), (["--executor", "dask"], "'--executor': 'dask' is not one of 'local', 'ray'"),
+     (["--ray-address", "127.0.0.1:1"], "--ray-address needs --executor ray"), (["--bogus"], "No such option: --bogus")],
 )
 def test_bad_input_is_one_line_and_exit_2(runner, args, message):
     result = runner.invoke(app, ["simulate", "--budget", "tiny", *args])

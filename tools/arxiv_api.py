@@ -1,8 +1,12 @@
 """The live arXiv API (Atom): batched ID lookups and search, within arXiv's terms of use.
 
-httpx, not the `arxiv` package: that client retries HTTP 400 (malformed IDs) without backoff, ignores
-Retry-After, and turns an empty page into "no results" without a word, which would make a glitch
-look like a missing paper. Here every answer is classified: a feed with entries, an empty feed
+Requests are described with the `arxiv` package's query model (`arxiv.Search`: query, id_list,
+max_results, sort_by, sort_order; `ArxivClient.fetch(search)` runs any one), but sent by our own
+httpx transport, not the package's `Client`: that client (arxiv 4.0.2) retries HTTP 400 (malformed
+IDs) like any fault, ignores Retry-After, sets no timeout on its requests, and turns an empty first
+page into "no results" without a word, which would make a glitch look like a missing paper; its
+parser also drops arXiv's Error entries (they carry no <published>) and reads a cut-off body as a
+shorter page. Here every answer is classified: a feed with entries, an empty feed
 (`totalResults` 0), an Error entry (HTTP 400), or a fault (5xx, 429, timeout, a page with fewer
 entries than it announces). Only the first two are answers.
 
@@ -31,6 +35,7 @@ from datetime import date, datetime
 from email.utils import parsedate_to_datetime
 from typing import Protocol
 
+import arxiv
 import httpx
 from lxml import etree
 
@@ -42,6 +47,18 @@ DEFAULT_ARXIV_URL = "https://export.arxiv.org/api/query"
 BATCH_SIZE = 100  # IDs per id_list request: keeps URLs short, and max_results can match it
 MIN_INTERVAL_S = 3.0
 _LOOPBACK = re.compile(r"^https?://(?:127\.\d+\.\d+\.\d+|localhost|\[::1\])(?::\d+)?(?:/|$)", re.I)
+
+
+def query_params(search: arxiv.Search, start: int = 0) -> dict[str, str]:
+    """The API parameters of one page of an `arxiv.Search`, from offset `start`: search_query and/or
+    id_list, start, max_results, then the sort of a search (an id_list lookup keeps the list's order)."""
+    params = {"search_query": search.query} if search.query else {}
+    if search.id_list:
+        params["id_list"] = ",".join(search.id_list)
+    params |= {"start": str(start), "max_results": str(search.max_results if search.max_results is not None else BATCH_SIZE)}
+    if search.query:
+        params |= {"sortBy": search.sort_by.value, "sortOrder": search.sort_order.value}
+    return params
 
 
 def request_interval(url: str) -> float:
@@ -209,7 +226,7 @@ class ArxivClient:
         """One single-ID query: the paper, an Error entry, a fault, or a "no such paper" (recorded
         with its time). A paper found after a batch or an earlier answer dropped it is a glitch."""
         try:
-            feed = self._get({"id_list": arxiv_id, "start": "0", "max_results": "1"})
+            feed = self.fetch(arxiv.Search(id_list=[arxiv_id], max_results=1))
         except ArxivUnavailable as error:
             result.failed[arxiv_id] = str(error)
             return
@@ -229,7 +246,7 @@ class ArxivClient:
         known = [*result.found, *reversed(self._known), *controls, *DEFAULT_CONTROLS]
         control = known[0]
         try:
-            feed = self._get({"id_list": control, "start": "0", "max_results": "1"})
+            feed = self.fetch(arxiv.Search(id_list=[control], max_results=1))
         except ArxivUnavailable as error:
             return f"the control query for {control}, a paper that exists, failed ({error})"
         if any(p.id == control for p in feed.papers):
@@ -260,9 +277,8 @@ class ArxivClient:
             low = (since or date(1991, 8, 1)).strftime("%Y%m%d0000")
             high = (until or date(2099, 12, 31)).strftime("%Y%m%d2359")
             search_query += f" AND submittedDate:[{low} TO {high}]"
-        feed = self._get(
-            {"search_query": search_query, "start": "0", "max_results": str(min(limit, 200)), "sortBy": "relevance", "sortOrder": "descending"}
-        )
+        feed = self.fetch(arxiv.Search(query=search_query, max_results=min(limit, 200),
+                                       sort_by=arxiv.SortCriterion.Relevance, sort_order=arxiv.SortOrder.Descending))
         return feed.papers[:limit]
 
     def search_page(self, search_query: str, *, start: int, max_results: int) -> Feed:
@@ -272,13 +288,16 @@ class ArxivClient:
         papers instead of skipping any, and the newest are within arXiv's 30000-per-query reach.
         A page with fewer entries than announced is retried like any fault (ArxivUnavailable).
         """
-        return self._get(
-            {"search_query": search_query, "start": str(start), "max_results": str(max_results),
-             "sortBy": "submittedDate", "sortOrder": "descending"}
-        )
+        return self.fetch(arxiv.Search(query=search_query, max_results=max_results,
+                                       sort_by=arxiv.SortCriterion.SubmittedDate, sort_order=arxiv.SortOrder.Descending), start)
+
+    def fetch(self, search: arxiv.Search, start: int = 0) -> Feed:
+        """One page of an `arxiv.Search` (`max_results` entries from offset `start`), through this
+        client: spaced, retried on faults, classified (ArxivUnavailable when there is no answer)."""
+        return self._get(query_params(search, start))
 
     def _id_feed(self, batch: list[str]) -> Feed:
-        params = {"id_list": ",".join(batch), "start": "0", "max_results": str(len(batch))}
+        params = query_params(arxiv.Search(id_list=batch, max_results=len(batch)))
         feed = self._get(params)
         if not feed.papers and len(batch) > 1:
             # A whole batch of well-formed IDs coming back empty is far likelier a glitch than a
