@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from tools.embeddings import get_embedder
-from tools.retrieval import _corpus_embeddings, find_related, paper_text
+from tools.dense import dense_index
+from tools.retrieval import find_related, paper_text
 from tools.snapshot import Snapshot
 
 QUERIES = [
@@ -49,7 +50,7 @@ def main() -> None:
         print(f"{name}: encode {len(texts)} papers (title + summary) {seconds:.2f} s")
         _, seconds = timed(lambda: embedder.encode(texts))
         print(f"{name}: encode again (cached) {seconds * 1000:.1f} ms")
-        _corpus_embeddings(snapshot, embedder)
+        dense_index(snapshot, embedder).prepare()  # the corpus embedded (tools.dense)
         latencies = [timed(lambda q=q: find_related(q, snapshot, embedder, since=None, until=None, limit=10))[1] for q in QUERIES]
         print(f"{name}: find_related, corpus embedded: median {statistics.median(latencies) * 1000:.1f} ms over {len(QUERIES)} new queries")
 

@@ -78,7 +78,8 @@ def test_queries_without_words_return_nothing(snapshot: Snapshot, query: str) ->
 
 def test_kaggle_ingest_then_get_returns_the_abstract(tmp_path: Path) -> None:
     snapshot = Snapshot.open(tmp_path / "index.sqlite")
-    assert snapshot.ingest_kaggle(KAGGLE_SAMPLE) == 5
+    report = snapshot.ingest_kaggle(KAGGLE_SAMPLE)
+    assert (report.written, report.added, report.updated, report.skipped, report.done) == (5, 4, 1, 0, True)
     paper = snapshot.get("0704.0001v2")
     assert paper is not None
     assert paper.summary.startswith("Test fixture text standing in for an abstract: a perturbative")
@@ -117,14 +118,27 @@ def test_persistent_index_reopen_keeps_ingested_rows(tmp_path: Path) -> None:
         ("[1, 2]", "line 2: expected a JSON object"),
     ],
 )
-def test_bad_kaggle_line_names_the_line_and_keeps_nothing(tmp_path: Path, second_line: str, message: str) -> None:
+def test_bad_kaggle_line_is_skipped_counted_and_named(tmp_path: Path, second_line: str, message: str) -> None:
+    # Deliberate change (issue 13 item 6): one bad line in a 2.7 M-line file must not lose the rest,
+    # so it is skipped, counted and named, and the good lines are kept.
     bad = tmp_path / "bad.jsonl"
     bad.write_text(KAGGLE_SAMPLE.read_text(encoding="utf-8").splitlines()[0] + "\n" + second_line + "\n")
     snapshot = Snapshot.open()
     before = len(snapshot)
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    report = snapshot.ingest_kaggle(bad)
+    assert (report.added, report.skipped) == (1, 1) and report.bad_lines[0].startswith(message)
+    assert len(snapshot) == before + 1 and snapshot.get("0704.0001") is not None
+
+
+@pytest.mark.parametrize("content", ["not json\n", '{"id": "1"}\n[1]\n\n', b"\xff\xfe\n"])
+def test_a_file_without_any_kaggle_record_raises_naming_its_first_bad_line(tmp_path: Path, content: str | bytes) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(content if isinstance(content, bytes) else content.encode())
+    snapshot = Snapshot.open()
+    before = len(snapshot)
+    with pytest.raises(ValueError, match=r"^line 1: .*is this the Kaggle file\?"):
         snapshot.ingest_kaggle(bad)
-    assert len(snapshot) == before and snapshot.get("0704.0001") is None
+    assert len(snapshot) == before
 
 
 def test_cli_snapshot_stats_and_ingest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

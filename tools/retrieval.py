@@ -8,16 +8,17 @@ and candidates that came only from the embedding neighbours get no lexical part.
 taken between the query and the paper's title and summary; findings stay out of the embedded text
 because they nearly double its length (and MiniLM's encoding time) while repeating the summary, and
 the lexical part already searches them.
+
+The embedding neighbours come from tools.dense at any size of the index (an HNSW graph over the
+papers that are embedded; that module says which are, and when); the lexical hits are embedded
+on demand here, for the re-ranking.
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
 from datetime import date
 
-import numpy as np
-
+from tools.dense import dense_index, paper_text
 from tools.embeddings import Embedder, cosine
 from tools.papers import Paper
 from tools.snapshot import Snapshot
@@ -26,14 +27,8 @@ SEMANTIC_WEIGHT = 0.75
 LEXICAL_WEIGHT = 0.25
 LEXICAL_CANDIDATES = 60  # at least this many FTS hits go to the re-ranker
 DENSE_CANDIDATES = 30  # nearest papers by embedding that join them
-# Beyond this many papers (e.g. after a full Kaggle ingest) embedding every paper is too slow;
-# candidates then come from FTS alone.
-DENSE_CORPUS_LIMIT = 5_000
 
-
-def paper_text(paper: Paper) -> str:
-    """What a paper's embedding is computed from."""
-    return f"{paper.title}. {paper.summary}"
+__all__ = ["DENSE_CANDIDATES", "LEXICAL_CANDIDATES", "find_related", "paper_text", "rerank"]
 
 
 def rerank(
@@ -66,28 +61,5 @@ def find_related(
 
 
 def _nearest(query: str, snapshot: Snapshot, embedder: Embedder, since: date | None, until: date | None) -> list[Paper]:
-    if len(snapshot) > DENSE_CORPUS_LIMIT:
-        return []
-    papers, matrix = _corpus_embeddings(snapshot, embedder)
-    in_window = np.array([(since is None or p.published >= since) and (until is None or p.published <= until) for p in papers])
-    if not in_window.any():
-        return []
-    similarity = np.where(in_window, cosine(embedder.encode([query]), matrix)[0], -np.inf)
-    order = np.argsort(-similarity, kind="stable")[: min(DENSE_CANDIDATES, int(in_window.sum()))]
-    return [papers[i] for i in order]
-
-
-_corpus_cache: dict[tuple[str, str], tuple[list[Paper], np.ndarray]] = {}
-_corpus_lock = threading.Lock()
-
-
-def _corpus_embeddings(snapshot: Snapshot, embedder: Embedder) -> tuple[list[Paper], np.ndarray]:
-    """Every paper and its embedding, computed once per embedder and snapshot content."""
-    papers = snapshot.papers()
-    texts = [paper_text(p) for p in papers]
-    key = (embedder.name, hashlib.sha256("\x1e".join(p.id + "\x1f" + t for p, t in zip(papers, texts)).encode()).hexdigest())
-    with _corpus_lock:
-        if key not in _corpus_cache:
-            _corpus_cache.clear()  # one snapshot per process is the normal case; don't hoard stale ones
-            _corpus_cache[key] = (papers, embedder.encode(texts))
-        return _corpus_cache[key]
+    vector = embedder.encode([query])[0]
+    return [p for p, _ in dense_index(snapshot, embedder).nearest(vector, since=since, until=until, k=DENSE_CANDIDATES)]

@@ -29,7 +29,6 @@ from pydantic import BaseModel
 from tools.arxiv_api import DEFAULT_ARXIV_URL, MIN_INTERVAL_S, ArxivClient, ArxivUnavailable, Clock
 from tools.cache import LookupCache
 from tools.arxiv_id import parse as parse_arxiv_id
-from tools.citations import fold
 from tools.papers import Paper
 from tools.snapshot import Snapshot
 
@@ -40,7 +39,6 @@ log = logging.getLogger(__name__)
 
 SourceMode = Literal["auto", "snapshot", "arxiv"]
 SOURCE_MODES: tuple[str, ...] = ("auto", "snapshot", "arxiv")
-_AUTHOR_INDEX_LIMIT = 300_000  # papers; a larger (Kaggle) snapshot gets candidates from FTS only
 
 
 class Lookup(BaseModel):
@@ -196,7 +194,7 @@ class PaperSource:
     def candidates(self, text: str, surnames: list[str], *, limit: int = 15, live: bool = False) -> list[Paper]:
         """Papers a sentence may describe: text matches, plus papers by the surnames it names."""
         found = {p.id: p for p, _ in self.snapshot.search(text, limit=limit)} if self.snapshot else {}
-        for paper in self._by_authors(surnames):
+        for paper in self._by_authors(surnames, text):
             found.setdefault(paper.id, paper)
         if live and self._live_usable():
             try:
@@ -214,18 +212,12 @@ class PaperSource:
             self._background[n] = (self.reference or _packaged_snapshot()).sample(n)
         return self._background[n]
 
-    def _by_authors(self, surnames: list[str]) -> list[Paper]:
+    def _by_authors(self, surnames: list[str], text: str) -> list[Paper]:
+        """The snapshot's papers by these surnames (its FTS author column, at any size): all of them,
+        or, for a common name, those that best match `text` (tools.snapshot `by_authors`)."""
         if not surnames or self.snapshot is None:
             return []
-        if self._author_index is None:
-            self._author_index = {}
-            if len(self.snapshot) <= _AUTHOR_INDEX_LIMIT:
-                for paper in self.snapshot.papers():
-                    for author in paper.authors:
-                        for word in set(fold(author).split()):
-                            self._author_index.setdefault(word, []).append(paper.id)
-        ids = {i for name in surnames for i in self._author_index.get(fold(name), [])}
-        return list(self.snapshot.get_many(ids).values())
+        return self.snapshot.by_authors(surnames, text=text)
 
     # --- state -----------------------------------------------------------------------------------
 
@@ -257,11 +249,13 @@ class PaperSource:
         """(name, detail) rows for a report's sources section."""
         rows = []
         if self.snapshot is not None:
-            origins = self.snapshot.stats()["by_origin"]
+            origins = self.snapshot.count_by_origin()
             abstracts = origins.get("arxiv", 0) + origins.get("kaggle", 0)
             kinds = ("summaries are our paraphrases" if not abstracts else
                      f"{origins.get('packaged', 0)} with our own-words summaries, {abstracts} with their arXiv abstracts")
             rows.append(("offline snapshot", f"{len(self.snapshot)} papers, newest {self.snapshot.snapshot_date}; {kinds}"))
+            for index in list(self.snapshot.dense_indexes.values()):  # the dense half, as retrieval used it (tools.dense)
+                rows.append(("dense retrieval", index.describe()))
         if self.client is not None:
             if self.live_problem is not None:
                 used = "used snapshot only" if self.snapshot is not None else "nothing could be checked live"
