@@ -16,7 +16,7 @@ runs backwards, and an empty tag are refused, each with one line saying what to 
 claims file is flat JSON records; nesting deeper than `MAX_JSON_DEPTH` is refused as such rather
 than left to blow Python's recursion limit.
 
-Writes replace the file in one step (tools.files.atomic_write): an interrupted `add`, `import` or
+Writes replace the file in one step (simulations.files.atomic_write): an interrupted `add`, `import` or
 `remove` leaves the store as it was.
 """
 
@@ -35,7 +35,7 @@ from pydantic import ValidationError
 from agent.inquiry import claim_from_text, find_arxiv_ids, load_inquiry, parse_date_expression
 from agent.models import Claim
 from tools.arxiv_id import check_shape
-from tools.files import atomic_write
+from simulations.files import atomic_write
 
 CLAIMS_FILE_SUFFIXES = (".jsonl", ".json")
 # At most 18 digits: an id such as "U" + 5,000 digits is no user id (and no int Python converts).
@@ -246,7 +246,7 @@ class ClaimsStore:
         return claims
 
     def _append(self, path: Path, claims: list[Claim]) -> None:
-        """Add records to `path` by replacing it whole (tools.files.atomic_write): an append cut
+        """Add records to `path` by replacing it whole (simulations.files.atomic_write): an append cut
         short would leave half a record, which makes the whole store unreadable."""
         if not claims:
             return

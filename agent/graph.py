@@ -23,6 +23,7 @@ from agent.nodes.simulate import run_simulations
 from agent.nodes.stance import assess_stance
 from agent.nodes.synthesize import synthesize
 from agent.state import AuditState
+from simulations.files import set_aside
 
 # The pydantic models the state holds; the checkpointer restores exactly these and nothing else.
 _STATE_MODELS = [
@@ -57,12 +58,32 @@ def build_graph() -> StateGraph:
 
 @contextmanager
 def open_checkpointer(path: Path) -> Iterator[SqliteSaver]:
+    """The run store's checkpoint database. One SQLite cannot read back (garbled bytes, a copy cut
+    short, not a database) is moved aside as `<name>.corrupt-<timestamp>` (simulations.files.set_aside) and
+    started afresh, never a traceback: a run it held then starts again from its first stage when
+    resumed. `saver.set_aside_as` says where the old file went (None: it was sound)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, check_same_thread=False)
+    conn, set_aside_as = sqlite3.connect(path, check_same_thread=False), None
+    if _garbled(conn):
+        conn.close()
+        set_aside_as = set_aside(path, companions=("-journal", "-wal", "-shm"))
+        conn = sqlite3.connect(path, check_same_thread=False)
     try:
-        yield SqliteSaver(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=_STATE_MODELS))
+        saver = SqliteSaver(conn, serde=JsonPlusSerializer(allowed_msgpack_modules=_STATE_MODELS))
+        saver.set_aside_as = set_aside_as
+        yield saver
     finally:
         conn.close()
+
+
+def _garbled(conn: sqlite3.Connection) -> bool:
+    """Whether the database is damaged (every page looked at once); other faults (disk full, read-only)
+    are not damage and surface when the checkpointer is used."""
+    try:
+        verdict = conn.execute("PRAGMA quick_check").fetchone()
+    except sqlite3.DatabaseError as error:
+        return (getattr(error, "sqlite_errorname", "") or "").startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+    return verdict is None or verdict[0] != "ok"
 
 
 # For `langgraph dev` / LangGraph Studio (langgraph.json); the platform supplies its own checkpointer.

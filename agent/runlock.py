@@ -47,6 +47,26 @@ def holder(root: Path) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def holds(root: Path, run_id: str) -> bool:
+    """Whether run `run_id` holds the lock of the store at `root`, in a process that is alive.
+
+    A run recorded as running that does not was stopped without finishing (killed, or its machine
+    went down): agent/store.py reads it as failed. Where runs are not locked (no `fcntl`) a run's
+    record is taken at its word."""
+    if fcntl is None:
+        return True
+    who = holder(root)
+    if not who or who.get("run_id") != run_id:
+        return False
+    try:
+        os.kill(int(who["pid"]), 0)
+    except PermissionError:
+        return True  # alive, another user's
+    except (OSError, KeyError, TypeError, ValueError, OverflowError):
+        return False
+    return True
+
+
 class RunLock:
     """`lock.acquire(wait=...)` or raise RunBusy; `lock.release()` when the run is over."""
 

@@ -503,7 +503,7 @@ def recheck_once(args: RecheckArgs) -> Outcome:
     except KeyboardInterrupt:  # a second SIGINT/SIGTERM: the run is abandoned, checkpointed, resumable
         why = f"abandoned on a second signal; resume it with `collapse-audit run --resume {run_id}`"
         record = planned.store.find(run_id)
-        if record is not None and record.status == "running":
+        if record is not None and record.status != "finished":  # (a run no process holds reads as failed: agent/store.py)
             planned.store.finish(record, "failed", error=why)
         return Outcome(run_id, EXIT_RUN_FAILED, detail=why)
     except Exception as error:  # noqa: BLE001 — a schedule outlives any one run's failure

@@ -10,6 +10,10 @@ stage, report paths, and once finished what it found (`AuditRecord`: claims and 
 verdict of each, citation statuses, the papers seen per assertion with their stances, the simulation
 summary) and, for a re-check, what changed since the run it re-checked. Re-checks diff two runs'
 records (agent/changes.py). Runs recorded by earlier versions as ``RUN_ID/run.json`` are still found.
+
+Beside them (agent/replay.py): ``recordings/RUN_ID.sqlite``, every response and input of a run started
+with `run --record` (``recordings/snapshots/`` the snapshot copies they read), and ``replays/``, the
+run store of their replays, kept apart so a replay is never an audit's latest run.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import hashlib
 import json
 import sqlite3
 from collections import Counter
-from contextlib import closing
+from contextlib import closing, contextmanager
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -26,6 +30,8 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel
 
 from agent.models import WhatChanged
+from agent.runlock import holds
+from agent.runner import BadInput
 from agent.state import RunConfig
 
 if TYPE_CHECKING:
@@ -156,6 +162,16 @@ class UnknownRun(LookupError):
     pass
 
 
+class RunStoreDamaged(BadInput):
+    """The store's file cannot be read back (garbled bytes, not a database): one line, exit 2, saying
+    what to do. It is the user's record of their runs, so it is never set aside automatically."""
+
+
+# What a run recorded as running that no live process is running reads as (agent/runlock.py `holds`).
+INTERRUPTED = ("stopped without finishing (its process was killed, or the machine went down); "
+               "resume with `collapse-audit run --resume {run_id}`")
+
+
 _COLUMNS = ("run_id", "status", "started_at", "finished_at", "inquiry", "against", "inputs_hash", "config",
             "timings", "report_files", "audit", "what_changed", "error")
 _SCHEMA = """
@@ -193,17 +209,38 @@ class RunStore:
     def _connect(self) -> sqlite3.Connection:
         self.root.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=30)
-        conn.executescript(_SCHEMA)
+        with self._damage():
+            conn.executescript(_SCHEMA)
         return conn
 
+    @contextmanager
+    def _damage(self):
+        """A garbled store file, or a row that no longer parses, is one line (exit 2), never a traceback."""
+        try:
+            yield
+        except (sqlite3.DatabaseError, ValueError) as error:
+            name = getattr(error, "sqlite_errorname", "") or ""
+            if isinstance(error, RunStoreDamaged) or (
+                    isinstance(error, sqlite3.DatabaseError) and not name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))):
+                raise  # said already; or locked, read-only, disk full: not damage
+            why = str(error).splitlines()[0] if isinstance(error, sqlite3.Error) else "a record no longer parses"
+            raise RunStoreDamaged(
+                f"the run store {self.path} cannot be read ({why}): move it aside to record runs afresh (the runs it "
+                "holds can then no longer be listed, resumed or re-checked) or restore it from a backup") from None
+
     def _rows(self, where: str = "", params: tuple = (), tail: str = "") -> list[RunRecord]:
-        """Matching runs; reading never creates a store."""
+        """Matching runs; reading never creates a store. A run recorded as running whose process is
+        gone (killed, or the machine went down) reads as failed, saying how to resume it."""
         if not self.path.is_file():
             return []
-        with closing(sqlite3.connect(self.path, timeout=30)) as conn:
+        with closing(sqlite3.connect(self.path, timeout=30)) as conn, self._damage():
             conn.executescript(_SCHEMA)
             rows = conn.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs {where} {tail}", params).fetchall()
-        return [_record(dict(zip(_COLUMNS, row))) for row in rows]
+            records = [_record(dict(zip(_COLUMNS, row))) for row in rows]
+        for record in records:
+            if record.status == "running" and not holds(self.root, record.run_id):
+                record.status, record.error = "failed", INTERRUPTED.format(run_id=record.run_id)
+        return records
 
     def create(self, run: RunConfig, inputs_hash: str = "") -> RunRecord:
         record = RunRecord(run=run, status="running", started_at=datetime.now(timezone.utc), inputs_hash=inputs_hash)
@@ -221,7 +258,7 @@ class RunStore:
             "what_changed": record.what_changed.model_dump_json() if record.what_changed else None,
             "error": record.error,
         }
-        with closing(self._connect()) as conn, conn:
+        with closing(self._connect()) as conn, conn, self._damage():
             conn.execute(f"INSERT OR REPLACE INTO runs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
                          [row[c] for c in _COLUMNS])
 

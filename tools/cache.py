@@ -8,7 +8,7 @@ arXiv asks clients to cache, since repeated identical queries are discouraged.
 A cache is only ever a shortcut, so a garbled file (a crash mid-write on a disk that lies, a copy
 cut short, bytes overwritten) must cost a refetch, never a traceback: one that SQLite cannot read,
 or whose `PRAGMA quick_check` fails on opening, is moved aside as `<name>.corrupt-<timestamp>`
-(kept for a person to look at; tools.files.set_aside) and an empty cache is built in its place.
+(kept for a person to look at; simulations.files.set_aside) and an empty cache is built in its place.
 Corruption found later, by a query, is handled the same way and that query is a miss. A record
 that no longer parses is a miss too. Errors that are not corruption (the file cannot be opened,
 is locked or read-only) still say what to do.
@@ -27,7 +27,7 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from tools.files import set_aside
+from simulations.files import set_aside
 from tools.papers import Paper
 
 T = TypeVar("T")

@@ -1,64 +1,45 @@
-"""Writing files so that a crash never leaves half of one, and setting aside a file that is garbled.
+"""Writing a folder as a whole: a run's report folder.
 
-The one home for both rules; the caches and stores use them (tools/cache.py, agent/claims_store.py,
-simulations/sweep.py).
-
-- `atomic_write`: the new content goes to a temporary file in the same directory (same filesystem,
-  so the rename is atomic), is flushed to disk, and replaces the old file in one `os.replace`.
-  Readers see the old file or the new one, never a truncated one, even if the process dies midway.
-- `set_aside`: a file that cannot be read back (a garbled cache) is renamed to
-  `<name>.corrupt-<UTC timestamp>` next to it, kept for a person to look at, and the caller rebuilds
-  from scratch. Only caches are set aside; a user's store is never discarded automatically.
+`staging_dir` + `replace_dir`: the folder's new contents are built in a hidden folder beside it and
+renamed into its place, so a process killed while writing leaves the old folder (or none) and a
+hidden `.<name>.<tag>.partial`, never a folder with half a report in it; and what the old folder
+held goes as a whole (`--force`). Single files are written by simulations/files.py `atomic_write`.
 """
 
 from __future__ import annotations
 
+import errno
 import os
-import tempfile
-import time
+import shutil
 from pathlib import Path
 
-# Read once at import (setting the umask to read it is not thread-safe, and the agent runs threads).
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+
+def staging_dir(target: Path, tag: str) -> Path:
+    """An empty hidden folder beside `target`, on its filesystem, to build `target`'s new contents in
+    (what an interrupted attempt with the same `tag` left there is cleared first)."""
+    target = Path(target)
+    staging = target.with_name(f".{target.name}.{tag}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
 
 
-def atomic_write(path: Path, data: str | bytes, *, encoding: str = "utf-8") -> None:
-    """Replace `path` with `data` in one step (creating its directory when missing)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode(encoding) if isinstance(data, str) else data
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def replace_dir(staging: Path, target: Path) -> None:
+    """Put the folder `staging` in `target`'s place, as a whole.
+
+    A missing or empty `target` is replaced in one atomic rename. A non-empty one is first renamed
+    aside (``.<name>.<tag>.replaced``) and deleted once the new folder is in place; a crash between
+    the two renames leaves no `target` but both folders, and the next attempt clears them."""
+    staging, target = Path(staging), Path(target)
+    old = staging.with_name(staging.name.removesuffix(".partial") + ".replaced")
+    if target.is_dir():
+        os.chmod(staging, target.stat().st_mode & 0o7777)  # the folder keeps its permissions
     try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(raw)
-            out.flush()
-            os.fsync(out.fileno())
-        if path.exists():
-            # mkstemp creates the file 0600; keep the permissions the file had
-            os.chmod(temporary, path.stat().st_mode & 0o7777)
-        else:
-            os.chmod(temporary, 0o666 & ~_UMASK)  # as open() would have created it
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def set_aside(path: Path, *, companions: tuple[str, ...] = ()) -> Path:
-    """Rename a garbled `path` to `<name>.corrupt-<timestamp>` (with a counter if that exists) and
-    return the new path. `companions` are suffixes of files that belong to it (an SQLite
-    "-journal"), moved along so that they are never applied to the file rebuilt in its place."""
-    path = Path(path)
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    counter = 1
-    while target.exists():
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{counter}")
-        counter += 1
-    os.replace(path, target)
-    for suffix in companions:
-        companion = path.with_name(path.name + suffix)
-        if companion.exists():
-            os.replace(companion, target.with_name(target.name + suffix))
-    return target
+        os.rename(staging, target)
+    except OSError as error:
+        if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+        os.rename(target, old)
+        os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)  # the old contents, or what an interrupted attempt left

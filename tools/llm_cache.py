@@ -6,7 +6,7 @@ Only answers that parsed into their schema are stored (the parsed JSON), never f
 answer is asked again next time. No API key enters a key or a record.
 
 A cache is only a shortcut and must never stop a run. A file SQLite cannot read (garbled, cut
-short, not a database) is moved aside as `<name>.corrupt-<timestamp>` (tools.files.set_aside) and
+short, not a database) is moved aside as `<name>.corrupt-<timestamp>` (simulations.files.set_aside) and
 an empty cache is built in its place; that lookup is a miss. Other errors (the file locked by
 another run, a read-only disk) make that lookup or write a miss and leave the file alone; when the
 file cannot be opened at all, answers are cached in memory for this run only (`problem` says why).
@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from tools.files import set_aside
+from simulations.files import set_aside
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS answers (key TEXT PRIMARY KEY, answer TEXT NOT NULL, stored_at REAL NOT NULL)"
 _COMPANIONS = ("-journal", "-wal", "-shm")

@@ -1,4 +1,11 @@
-"""Stage 7: assemble the Report (the report.json contract) and render it to md / json / html."""
+"""Stage 7: assemble the Report (the report.json contract) and render it to md / json / html.
+
+The report folder is written as a whole (tools/files.py `staging_dir`/`replace_dir`): every file,
+figures included, goes to a hidden folder beside it that is renamed into its place at the end. A
+process killed while writing leaves no half report behind (resume rewrites it), and `--force`
+leaves nothing of the report it replaces. The figures are drawn here, from the checkpointed sweep,
+so a resumed run never depends on files an earlier attempt wrote.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +21,9 @@ from agent.report.bibtex import bibtex
 from agent.report.render import write_report
 from agent.services import services_for
 from agent.state import AuditState
+from simulations.plots import write_figures
 from simulations.sweep import SweepResult
+from tools.files import replace_dir, staging_dir
 
 _VERSIONS = ("collapse-audit", "langgraph", "torch", "arxiv", "openai", "httpx", "pydantic")
 
@@ -31,7 +40,9 @@ def write_audit_report(state: AuditState) -> dict:
     judged = [e.judged_by for e in judgements]
     sim = state["simulation"]
     sweep = sweep_result(state)
-    figures = sim.get("figures", [])
+    staging = staging_dir(run.out_dir, run.run_id)
+    drawn = write_figures(sweep, staging / "figures") if sweep is not None else []
+    figures = [str(run.out_dir / "figures" / p.name) for p in drawn]  # where they are once published
     report = Report(
         run_id=run.run_id,
         created_at=datetime.now(timezone.utc),
@@ -72,9 +83,10 @@ def write_audit_report(state: AuditState) -> dict:
     )
     if state.get("baseline"):  # a re-check: what changed since the run it re-checks, from both runs' records
         report.what_changed = since_baseline(state["baseline"], report, since=run.since)
-    files = write_report(report, run.out_dir, figures=figures, sweep=sweep)
-    files.append(_write_bib(state, citations, judgements, run.out_dir))
-    return {"report_files": [str(f) for f in files]}
+    files = write_report(report, staging, figures=[str(p) for p in drawn], sweep=sweep)
+    files.append(_write_bib(state, citations, judgements, staging))
+    replace_dir(staging, run.out_dir)
+    return {"report_files": [str(run.out_dir / f.relative_to(staging)) for f in files]}
 
 
 def _write_bib(state: AuditState, citations: list, judgements: list[Evidence], out_dir) -> Path:

@@ -20,7 +20,6 @@ from agent.sim_evidence import stated_propositions
 from agent.state import AuditState
 from simulations.analysis import Boundary, SimAnalysis
 from simulations.diversity import MORE_IS_DIVERSE, UNBIASED
-from simulations.plots import write_figures
 from simulations.sweep import SweepConfig, SweepResult, run_sweep
 
 
@@ -42,11 +41,11 @@ def run_simulations(state: AuditState) -> dict:
     writer = get_stream_writer()
     result = run_sweep(
         config,
-        cache_dir=services_for(run).settings.sim_cache_dir,
+        cache_dir=services_for(run).sim_cache_dir,  # a replay's: the recorded sweep (agent/replay.py)
         progress=lambda done, total: writer({"simulation": [done, total]}),
     )
-    figures = write_figures(result, run.out_dir / "figures")
-    return {"simulation": {"plan": plan, "result": state_form(result), "figures": [str(p) for p in figures]}}
+    # The figures are drawn with the report (agent/nodes/report.py), into the folder it publishes whole.
+    return {"simulation": {"plan": plan, "result": state_form(result)}}
 
 
 def state_form(result: SweepResult) -> dict[str, Any]:
