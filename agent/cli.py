@@ -10,11 +10,14 @@ waits for it). Runs are planned, started and recorded by agent/runner.py; schedu
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
+import traceback
 from datetime import date, datetime, timezone
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, get_args
 
 import typer
 from rich import box
@@ -29,11 +32,20 @@ from agent.runner import (
     EXIT_OK,
     EXIT_RUN_FAILED,
     EXIT_UNREACHABLE,
+    BUDGETS,
+    DEVICES,
+    LLMS,
     SOURCES,
     BadInput,
     RunProgress,
 )
 from agent.runner import parse_since as _parse_since
+from simulations.cells import FAMILIES, DiversityControl, Hold, Regime
+from simulations.executors import EXECUTORS
+
+# click's usage errors, from whichever click typer runs on (recent typer carries its own copy).
+UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+NoArgsIsHelpError = getattr(sys.modules[UsageError.__module__], "NoArgsIsHelpError", ())
 
 if TYPE_CHECKING:
     from agent.models import Claim
@@ -41,7 +53,7 @@ if TYPE_CHECKING:
     from agent.runner import PlannedRun, RunResult
     from agent.store import RunRecord
     from tools.grounding import CitationCheck
-    from tools.snapshot import Snapshot
+    from tools.snapshot import IngestReport, Snapshot
     from tools.snapshot_update import UpdateReport
 
 # Only typer, rich and the standard library load with this module: every other import sits inside the
@@ -51,7 +63,52 @@ if TYPE_CHECKING:
 EXIT_FLAGGED = EXIT_FINDINGS
 __all__ = ["app", "EXIT_OK", "EXIT_FLAGGED", "EXIT_BAD_INPUT", "EXIT_UNREACHABLE", "EXIT_RUN_FAILED"]
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+class _App(typer.Typer):
+    """The app, with a last line of defence: what a command did not foresee is one line on stderr and
+    exit 4 (bad input found late: 2), never a traceback, and never 1, which means "findings".
+    COLLAPSE_AUDIT_TRACEBACK=1 prints the traceback as well."""
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return super().__call__(*args, **kwargs)
+        except BadInput as error:
+            fail(escape(str(error)))
+            sys.exit(EXIT_BAD_INPUT)
+        except Exception as error:  # noqa: BLE001 — the last line of defence
+            if os.environ.get("COLLAPSE_AUDIT_TRACEBACK"):
+                traceback.print_exc()
+            said = (str(error).splitlines() or [""])[0]
+            fail(escape(f"unexpected failure: {type(error).__name__}{': ' + said if said else ''} "
+                        "(COLLAPSE_AUDIT_TRACEBACK=1 shows where)"))
+            sys.exit(EXIT_RUN_FAILED)
+
+
+class _OneLineUsage(typer.core.TyperGroup):
+    """Usage errors (a value not among an option's choices, an unknown option, a missing argument) as
+    one line on stderr and exit 2, like every other bad input; no usage box."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except UsageError as error:
+            raise _usage_error(error) from None
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UsageError as error:
+            raise _usage_error(error) from None
+
+
+def _usage_error(error: UsageError) -> Exception:
+    if isinstance(error, NoArgsIsHelpError):
+        return error  # a command group run bare: its help, as before
+    where = f" (see {error.ctx.command_path} --help)" if error.ctx is not None else ""
+    message = " ".join(error.format_message().split()).replace(": Value error, ", ": ")  # typer's wording of a bad choice
+    return fail(escape(message + where))
+
+
+app = _App(cls=_OneLineUsage, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console(stderr=True)
 
 
@@ -59,6 +116,41 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """Print one clear line and return the Exit to raise: bad input never ends in a traceback."""
     console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"collapse-audit {version('collapse-audit')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Audit dated research claims: ground their arXiv citations, grade newer literature, simulate, report."""
+
+
+def _choices(name: str, values) -> type[StrEnum]:
+    """A typed choice: --help lists its values, and a value not among them is a one-line usage error (exit 2)."""
+    return StrEnum(name, [(value, value) for value in values])
+
+
+def _plain(value: Optional[str]) -> Optional[str]:
+    """A choice as the plain string the rest of the program takes (None stays None)."""
+    return None if value is None else str(value)
+
+
+Source, Llm, SimBudget, Device = (_choices(n, v) for n, v in (("Source", SOURCES), ("Llm", LLMS),
+                                                               ("SimBudget", BUDGETS), ("Device", DEVICES)))
+TableOrJson, TextOrJson = _choices("TableOrJson", ("table", "json")), _choices("TextOrJson", ("text", "json"))
+Durability = _choices("Durability", ("durable", "perishable", "unassessed"))
+Family, SimRegime = _choices("Family", FAMILIES), _choices("SimRegime", get_args(Regime))
+Control, SimHold = _choices("Control", get_args(DiversityControl)), _choices("SimHold", get_args(Hold))
+Estimator, Budget = _choices("Estimator", ("mle", "unbiased")), _choices("Budget", ("tiny", "small", "full"))
+SimExecutor = _choices("SimExecutor", EXECUTORS)
 
 
 # --- run -------------------------------------------------------------------------------------
@@ -75,7 +167,7 @@ def parse_since(value: str, today: date) -> date:
 def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise fail(f"{flag} {value!r} is not one of: {', '.join(allowed)}")
-    return value
+    return str(value)
 
 
 class _ConsoleProgress(RunProgress):
@@ -131,7 +223,8 @@ def _start(planned: PlannedRun, wait: float = 0.0) -> RunResult:
     from agent.runner import run_audit
 
     with _ConsoleProgress() as progress:
-        result = run_audit(planned.config, store=planned.store, baseline=planned.baseline, progress=progress, wait=wait)
+        result = run_audit(planned.config, store=planned.store, baseline=planned.baseline, progress=progress, wait=wait,
+                           record=planned.record, replay=planned.replay)
     if result.already_finished:
         console.print(f"run {result.run_id} already finished; report in {result.out_dir}")
         return result
@@ -147,16 +240,17 @@ def _start(planned: PlannedRun, wait: float = 0.0) -> RunResult:
 def run(
     inquiry: Optional[Path] = typer.Option(None, help="Inquiry prompt to audit (default: the current project's, else the packaged inquiry)."),
     claims: Optional[Path] = typer.Option(None, help="Extra claims file (.jsonl/.json); default: the audit's claims registry."),
-    source: str = typer.Option("auto", help="Literature source: auto | snapshot | arxiv."),
+    source: Source = typer.Option("auto", help="Literature source."),
     arxiv_url: Optional[str] = typer.Option(None, help="arXiv API base URL (env ARXIV_API_URL)."),
-    llm: str = typer.Option("auto", help="Analyst: auto (openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else none) | none (offline heuristics) | openai (any OpenAI-compatible endpoint)."),
+    llm: Llm = typer.Option("auto", help="Analyst: auto (openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else none) | none (offline heuristics) | openai (any OpenAI-compatible endpoint)."),
     model: Optional[str] = typer.Option(None, help="Model name for --llm openai (env COLLAPSE_AUDIT_MODEL)."),
     since: Optional[str] = typer.Option(None, help="Only literature since DATE (YYYY-MM-DD) or a span: 30d, 8w, 6mo, 1y."),
-    sim_budget: str = typer.Option("small", help="Simulation budget: none | tiny | small | full (none: skip the simulations)."),
-    device: str = typer.Option("auto", help="Simulation device: auto | cpu | cuda."),
+    sim_budget: SimBudget = typer.Option("small", help="Simulation budget (none: skip the simulations)."),
+    device: Device = typer.Option("auto", help="Simulation device."),
     out: Optional[Path] = typer.Option(None, help="Report directory (default: PROJECT/runs/RUN_ID in a project, else ./audit-RUN_ID)."),
     resume: Optional[str] = typer.Option(None, metavar="RUN_ID", help="Continue a crashed run where it stopped."),
     seed: int = typer.Option(0, help="Seed for the simulations."),
+    record: bool = typer.Option(False, "--record", help="Keep every arXiv and LLM response and the inputs, so `collapse-audit replay RUN_ID` reproduces the report offline (asks afresh: no cached answer is used)."),
     force: bool = typer.Option(False, help="Overwrite a non-empty --out directory."),
     wait: float = typer.Option(0.0, metavar="SECONDS", help=WAIT_HELP),
 ) -> None:
@@ -169,8 +263,11 @@ def run(
     from agent.runner import RunOptions, plan_resume, plan_run
 
     _check_wait(wait)
-    options = RunOptions(inquiry=inquiry, claims=claims, source=source, arxiv_url=arxiv_url, llm=llm, model=model,
-                         since=since, sim_budget=sim_budget, device=device, out=out, seed=seed, force=force)
+    if record and resume:
+        raise fail("--record starts a recorded run; `run --resume` records on only a run that was started with --record")
+    options = RunOptions(inquiry=inquiry, claims=claims, source=_plain(source), arxiv_url=arxiv_url, llm=_plain(llm), model=model,
+                         since=since, sim_budget=_plain(sim_budget), device=_plain(device), out=out, seed=seed, force=force,
+                         record=record)
     _start(_plan(lambda: plan_resume(resume, inquiry=inquiry) if resume else plan_run(options)), wait)
 
 
@@ -183,9 +280,9 @@ def recheck(
     since: Optional[str] = typer.Option(None, help="Literature since DATE (YYYY-MM-DD) or a span: 30d, 8w, 6mo, 1y (default: the earlier run's window)."),
     fail_on_change: bool = typer.Option(False, help="Exit 1 when anything changed (for CI and schedules)."),
     inquiry: Optional[Path] = typer.Option(None, help="Inquiry whose audit to re-check (default: the current project's, else the packaged inquiry's)."),
-    source: Optional[str] = typer.Option(None, help="Literature source: auto | snapshot | arxiv (default: the earlier run's)."),
+    source: Optional[Source] = typer.Option(None, help="Literature source (default: the earlier run's)."),
     arxiv_url: Optional[str] = typer.Option(None, help="arXiv API base URL (default: the earlier run's)."),
-    llm: str = typer.Option("auto", help="Analyst: auto (openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else none) | none | openai."),
+    llm: Llm = typer.Option("auto", help="Analyst: auto (openai when OPENAI_API_KEY or OPENAI_BASE_URL is set, else none) | none | openai."),
     model: Optional[str] = typer.Option(None, help="Model name for --llm openai (default: the earlier run's, if it used one)."),
     out: Optional[Path] = typer.Option(None, help="Report directory (default: PROJECT/runs/RUN_ID in a project, else ./audit-RUN_ID)."),
     force: bool = typer.Option(False, help="Overwrite a non-empty --out directory."),
@@ -204,8 +301,8 @@ def recheck(
     from agent.runner import RecheckOptions, plan_recheck
 
     _check_wait(wait)
-    options = RecheckOptions(against=against, inquiry=inquiry, since=since, source=source, arxiv_url=arxiv_url,
-                             llm=llm, model=model, out=out, force=force)
+    options = RecheckOptions(against=against, inquiry=inquiry, since=since, source=_plain(source), arxiv_url=arxiv_url,
+                             llm=_plain(llm), model=model, out=out, force=force)
     result = _start(_plan(lambda: plan_recheck(options)), wait)
     if result.what_changed is not None:
         console.print(result.what_changed.summary, markup=False, highlight=False, soft_wrap=True)
@@ -237,7 +334,7 @@ def _recheck_args(against: str, inquiry: Optional[Path], since: Optional[str], s
         parse_since(since, datetime.now(timezone.utc).date())
     _check_wait(wait)
     options = RecheckOptions(against=against, inquiry=inquiry.absolute() if inquiry else None, since=since,
-                             source=source, arxiv_url=arxiv_url, llm=llm, model=model)
+                             source=_plain(source), arxiv_url=arxiv_url, llm=_plain(llm), model=model)
     return RecheckArgs(options, wait=wait)
 
 
@@ -250,9 +347,9 @@ def schedule_install(
     against: str = typer.Option("latest", metavar="RUN_ID|latest", help=_AGAINST_HELP),
     inquiry: Optional[Path] = typer.Option(None, help=_INQUIRY_HELP),
     since: Optional[str] = typer.Option(None, help="Passed to recheck: literature since DATE or a span (default: the earlier run's)."),
-    source: Optional[str] = typer.Option(None, help="Passed to recheck: auto | snapshot | arxiv (default: the earlier run's)."),
+    source: Optional[Source] = typer.Option(None, help="Passed to recheck: the literature source (default: the earlier run's)."),
     arxiv_url: Optional[str] = typer.Option(None, help="Passed to recheck: arXiv API base URL."),
-    llm: Optional[str] = typer.Option(None, help="Passed to recheck: auto | none | openai (default: recheck's)."),
+    llm: Optional[Llm] = typer.Option(None, help="Passed to recheck: the analyst (default: recheck's)."),
     model: Optional[str] = typer.Option(None, help="Passed to recheck: model name for --llm openai."),
     wait: float = typer.Option(0.0, metavar="SECONDS", help="Passed to recheck: " + WAIT_HELP),
 ) -> None:
@@ -313,9 +410,9 @@ def schedule_run(
     against: str = typer.Option("latest", metavar="RUN_ID|latest", help=_AGAINST_HELP),
     inquiry: Optional[Path] = typer.Option(None, help=_INQUIRY_HELP),
     since: Optional[str] = typer.Option(None, help="Literature since DATE or a span (default: the earlier run's)."),
-    source: Optional[str] = typer.Option(None, help="auto | snapshot | arxiv (default: the earlier run's)."),
+    source: Optional[Source] = typer.Option(None, help="Literature source (default: the earlier run's)."),
     arxiv_url: Optional[str] = typer.Option(None, help="arXiv API base URL (default: the earlier run's)."),
-    llm: str = typer.Option("auto", help="auto | none | openai, as for recheck."),
+    llm: Llm = typer.Option("auto", help="The analyst, as for recheck."),
     model: Optional[str] = typer.Option(None, help="Model name for --llm openai."),
     wait: float = typer.Option(0.0, metavar="SECONDS", help=WAIT_HELP),
 ) -> None:
@@ -373,7 +470,7 @@ def _summary(record: RunRecord) -> dict:
 def runs_list(
     inquiry: Optional[Path] = typer.Option(None, help="Only this inquiry's runs (default: every run of the current project, else of the data dir)."),
     limit: int = typer.Option(20, help="Show the newest N runs (0: all)."),
-    format: str = typer.Option("table", "--format", help="table or json."),
+    format: TableOrJson = typer.Option("table", "--format", help="Output format."),
 ) -> None:
     """The recorded runs, newest first: id, date, inquiry, status and verdict counts."""
     from agent.runner import list_runs
@@ -408,7 +505,7 @@ def runs_list(
 def runs_show(
     run_id: str = typer.Argument(..., metavar="RUN_ID"),
     inquiry: Optional[Path] = typer.Option(None, help="Look in this inquiry's audit first (default: the current project's)."),
-    format: str = typer.Option("text", "--format", help="text (a readable summary) or json (the whole record)."),
+    format: TextOrJson = typer.Option("text", "--format", help="text (a readable summary) or json (the whole record)."),
 ) -> None:
     """One recorded run: config, inputs hash, timings, report paths, and per claim and assertion the
     verdict, citation statuses and papers seen with their stances."""
@@ -459,6 +556,40 @@ def _readable(r: RunRecord, where: Path) -> list[str]:
     return lines
 
 
+# --- replay -----------------------------------------------------------------------------------
+
+
+@app.command()
+def replay(
+    run_id: str = typer.Argument(..., metavar="RUN_ID", help="A run started with `collapse-audit run --record`."),
+    out: Path = typer.Option(..., help="Report directory for the replay (empty, or pass --force)."),
+    inquiry: Optional[Path] = typer.Option(None, help="Look for the run in this inquiry's audit first (default: the current project's)."),
+    force: bool = typer.Option(False, help="Overwrite a non-empty --out directory."),
+) -> None:
+    """Reproduce a recorded run's report offline, from its recording (`run --record`).
+
+    The recorded config (run date included), inquiry, claims, snapshot, simulations and settings;
+    every arXiv and LLM request is answered from the recording, none goes to the network. The
+    replay is kept in a store of its own (RUNS_DIR/replays), not among the audit's runs. Exit 0 the
+    report reproduces the recorded one (run id, creation time and directory aside), 1 it differs
+    (what differs is said), 2 bad input (unknown run, not recorded, not finished, --out not empty),
+    4 the replay failed (e.g. it asked a request the recording lacks), 5 another replay is running.
+    """
+    from agent.replay import compare
+    from agent.runner import plan_replay
+
+    planned = _plan(lambda: plan_replay(run_id, out, force=force, inquiry=inquiry))
+    result = _start(planned)
+    assert planned.replay is not None
+    differences = compare(planned.replay, result.out_dir)
+    if differences:
+        console.print(f"the replay's report differs from run {run_id}'s: {'; '.join(differences)}",
+                      markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FINDINGS)
+    console.print(f"the report reproduces run {run_id}'s (run id, creation time and directory aside)",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
 # --- schema -----------------------------------------------------------------------------------
 
 
@@ -507,15 +638,15 @@ _STATUS_STYLE = {"grounded": "green", "unverifiable": "yellow", "no_id": "yellow
 @app.command("verify-citations")
 def verify_citations(
     file: str = typer.Argument(..., metavar="FILE|-", help="Text, Markdown or BibTeX to check; - reads standard input."),
-    source: str = typer.Option("auto", help="Where papers are looked up: auto (cache, snapshot, live arXiv) | snapshot | arxiv."),
+    source: Source = typer.Option("auto", help="Where papers are looked up: auto (cache, snapshot, live arXiv), snapshot, or arxiv."),
     arxiv_url: Optional[str] = typer.Option(None, help="arXiv API base URL (env ARXIV_API_URL)."),
-    format: str = typer.Option("table", "--format", help="table or json."),
+    format: TableOrJson = typer.Option("table", "--format", help="Output format."),
 ) -> None:
     """Check every arXiv citation in a text: does it exist, is it the paper described, is the year right.
 
     Exit 0 when every citation is grounded, 1 when any is flagged, 3 when the source was unreachable.
     """
-    _choice("--source", source, SOURCES)
+    source = _choice("--source", source, SOURCES)
     _choice("--format", format, FORMATS)
     text = _read_citation_input(file)
 
@@ -632,7 +763,7 @@ def _audit_inquiry_claims(audit: Audit) -> list[Claim]:
 @claims_app.command("list")
 def claims_list(
     inquiry: Optional[Path] = typer.Option(None, help=AUDIT_HELP),
-    format: str = typer.Option("table", "--format", help="table or json (a list of claims)."),
+    format: TableOrJson = typer.Option("table", "--format", help="table, or json (a list of claims)."),
 ) -> None:
     """The audit's claims: its inquiry's, then the user's own. Says which audit (on stderr with --format json)."""
     from agent.claims_store import ClaimsStoreError
@@ -663,7 +794,7 @@ def claims_add(
     text: str = typer.Argument(..., help="The claim, e.g. 'Tail erasure persists at 10% synthetic data (2025, arXiv:2404.01413)'."),
     date: Optional[str] = typer.Option(None, "--date", help="When it was claimed: 2024 or 2024-2025 (default: read from the text)."),
     tag: Optional[list[str]] = typer.Option(None, "--tag", help="A tag; repeat for several (default: from the keyword vocabulary)."),
-    durability: Optional[str] = typer.Option(None, help="durable, perishable or unassessed (default)."),
+    durability: Optional[Durability] = typer.Option(None, help="How lasting the claim is (default: unassessed)."),
     inquiry: Optional[Path] = typer.Option(None, help=AUDIT_HELP),
 ) -> None:
     """Add a claim of your own to the audit (ids U1, U2, ...); a claim already there is refused."""
@@ -673,7 +804,7 @@ def claims_add(
         raise fail(f"--durability must be one of {', '.join(DURABILITIES)}, not {durability!r}")
     audit = _audit(inquiry)
     try:
-        claim = audit.store.add(text, dated=date, tags=tag or None, durability=durability, known=_audit_inquiry_claims(audit))
+        claim = audit.store.add(text, dated=date, tags=tag or None, durability=_plain(durability), known=_audit_inquiry_claims(audit))
     except ClaimsStoreError as error:
         raise fail(str(error)) from None
     claims_out.print(f"added {claim.id} to {audit.describe()}: {_describe(claim)}")
@@ -779,25 +910,38 @@ def _last(metrics: dict[str, list[float | None]], name: str) -> str:
 
 @app.command()
 def simulate(
-    family: Optional[list[str]] = typer.Option(None, help="Model family (repeatable): categorical, markov, gaussian, gaussian_mixture, linear_regression, neural_lm, vae_digits."),
-    regime: Optional[list[str]] = typer.Option(None, help="Regime (repeatable): replace, fresh, accumulate, fixed_real, accumulate_subsample."),
+    family: Optional[list[Family]] = typer.Option(None, help="Model family (repeatable)."),
+    regime: Optional[list[SimRegime]] = typer.Option(None, help="Regime (repeatable)."),
     ratios: Optional[str] = typer.Option(None, help="Synthetic shares rho in [0, 1], comma-separated (0: the real-only cell)."),
     diversity: Optional[str] = typer.Option(None, help="Sampler settings, comma-separated (temperature 0.9 sharpens; the unbiased one is always added; matched: target entropy in nats)."),
-    diversity_control: Optional[str] = typer.Option(None, help="temperature | top_p | top_k | dedup | tail_resample | matched."),
+    diversity_control: Optional[Control] = typer.Option(None, help="The sampler control that --diversity sets (default: temperature)."),
     real_amounts: Optional[str] = typer.Option(None, help="Real samples per generation, comma-separated."),
-    hold: Optional[str] = typer.Option(None, help="What stays fixed as rho varies: real (real count) | total (samples per generation); default: the budget's."),
+    hold: Optional[SimHold] = typer.Option(None, help="What stays fixed as rho varies: real (the real count) or total (samples per generation); default: the budget's."),
     samples: Optional[int] = typer.Option(None, help="Samples per generation M >= 2 (same as --real-amounts M --hold total)."),
-    estimator: Optional[str] = typer.Option(None, help="Gaussian variance estimator: mle | unbiased."),
+    estimator: Optional[Estimator] = typer.Option(None, help="Gaussian variance estimator."),
     generations: Optional[int] = typer.Option(None, help="Generations after the truth."),
     seeds: Optional[int] = typer.Option(None, help="Independent runs per cell."),
-    budget: str = typer.Option("small", help="Starting grid: tiny | small | full (options above override it)."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda."),
+    budget: Budget = typer.Option("small", help="Starting grid (the options above override it)."),
+    device: Device = typer.Option("auto", help="Simulation device (with --executor ray: the workers')."),
+    executor: SimExecutor = typer.Option("local", help="Where the grid batches (one per family) run: in this process, or as Ray tasks on a Ray cluster (one GPU per task when the cluster has GPUs); results land in the same cache."),
+    ray_address: Optional[str] = typer.Option(None, metavar="HOST:PORT", help="A running Ray cluster (`ray start --head` prints its address); default: RAY_ADDRESS, else a Ray instance on this machine for this sweep."),
     seed: int = typer.Option(0, help="Random seed."),
     out: Optional[Path] = typer.Option(None, help="Write result.json and figures/*.png here."),
     force: bool = typer.Option(False, help="Write into a non-empty --out directory."),
-    format: str = typer.Option("table", "--format", help="table | json (the result JSON on stdout)."),
+    format: TableOrJson = typer.Option("table", "--format", help="table, or json (the result JSON on stdout)."),
 ) -> None:
-    """Run a recursive-training sweep: synthetic share vs sampler bias vs amount of real data."""
+    """Run a recursive-training sweep: synthetic share vs sampler bias vs amount of real data.
+
+    Exit 0 done, 2 bad input (also: --executor ray without Ray installed), 3 the Ray cluster
+    unreachable, 4 a batch failed on a Ray worker.
+    """
+    from simulations.executors import BatchFailed, ExecutorUnavailable, make_executor, ray_missing
+
+    if ray_address is not None and executor != "ray":
+        raise fail("--ray-address needs --executor ray")
+    if executor == "ray" and (missing := ray_missing()) is not None:
+        raise fail(escape(missing))
+
     from pydantic import ValidationError
 
     from agent.config import Settings
@@ -805,14 +949,14 @@ def simulate(
     from simulations.plots import write_figures
     from simulations.sweep import SweepConfig, run_sweep
 
-    if format not in ("table", "json"):
-        raise fail(f"unknown format {format!r}: use table or json")
-    if budget not in ("tiny", "small", "full"):
-        raise fail(f"unknown budget {budget!r}: use tiny, small or full")
-    try:
-        resolve_device(device)
-    except ValueError as error:
-        raise fail(str(error)) from None
+    family, regime = [str(f) for f in family] if family else None, [str(r) for r in regime] if regime else None
+    diversity_control, hold, estimator = _plain(diversity_control), _plain(hold), _plain(estimator)
+    budget, device = str(budget), str(device)
+    if executor == "local":  # a Ray cluster's GPUs are the workers', checked when the sweep starts
+        try:
+            resolve_device(device)
+        except ValueError as error:
+            raise fail(str(error)) from None
     if out is not None and out.exists() and any(out.iterdir()) and not force:
         raise fail(f"{out} is not empty: choose another --out or pass --force")
     base = SweepConfig.budget(budget, seed=seed, device=device).model_dump()  # type: ignore[arg-type]
@@ -855,10 +999,14 @@ def simulate(
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("simulating", total=len(cfg.cells()))
         try:
-            result = run_sweep(cfg, cache_dir=Settings().sim_cache_dir,
+            result = run_sweep(cfg, cache_dir=Settings().sim_cache_dir, executor=make_executor(str(executor), ray_address),
                                progress=lambda done, total: bar.update(task, completed=done, total=total))
         except ValueError as error:
             raise fail(str(error)) from None
+        except ExecutorUnavailable as error:
+            raise fail(escape(str(error)), EXIT_UNREACHABLE if error.reason == "unreachable" else EXIT_BAD_INPUT) from None
+        except BatchFailed as error:
+            raise fail(escape(str(error)), EXIT_RUN_FAILED) from None
     payload = result.model_dump(mode="json")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -911,22 +1059,109 @@ def _open_snapshot() -> Snapshot:
 @snapshot_app.command("ingest")
 def snapshot_ingest(
     file: Path = typer.Argument(..., help='Kaggle "arXiv metadata OAI snapshot" JSON Lines file'),
+    restart: bool = typer.Option(False, "--restart", help="Read the file from its start even when an earlier ingest of it stopped midway."),
+    batch_lines: int = typer.Option(5_000, "--batch-lines", help="Lines per transaction: how far an interrupted ingest can fall back (100-1000000)."),
 ) -> None:
-    """Add or update papers from a Kaggle arXiv-metadata file (all or nothing)."""
+    """Add or update papers from a Kaggle arXiv-metadata file: streamed in constant memory, resumable.
+
+    Every batch of lines is committed with the place in the file it reached: rerun the same command
+    to continue an ingest that stopped. Lines that are no Kaggle record are skipped, counted and
+    named; a file with no Kaggle record in its first 1,000 lines is refused. Exit 0 done, 2 bad input
+    (nothing written), 130 interrupted (the committed batches are kept).
+    """
     if not file.is_file():
         raise fail(f"{file}: not a file (expected a Kaggle arxiv-metadata-oai-snapshot JSON Lines file)")
+    if not 100 <= batch_lines <= 1_000_000:
+        raise fail(f"--batch-lines {batch_lines}: give 100 to 1000000")
     snapshot = _open_snapshot()
+    last: list[IngestReport] = []
     try:
-        written = snapshot.ingest_kaggle(file)
+        # no bar when stderr is not a terminal (cron, pipes): the summary line stays the only output;
+        # redrawn per batch, not by rich's refresh thread (with no thread running, a large file is
+        # parsed in a forked process: tools.snapshot _KaggleReader)
+        with Progress(console=console, transient=True, disable=not console.is_terminal, auto_refresh=False) as bar:
+            task = bar.add_task("ingesting", total=file.stat().st_size)
+
+            def advance(report: IngestReport) -> None:
+                last[:] = [report]
+                bar.update(task, completed=report.offset, description=f"{report.written + report.unchanged:,} papers",
+                           refresh=True)
+
+            report = snapshot.ingest_kaggle(file, restart=restart, batch_lines=batch_lines, on_batch=advance)
+        console.print(_ingest_summary(report, file, snapshot), markup=False, highlight=False, soft_wrap=True)
     except ValueError as error:
-        raise fail(f"{file}: {error}; nothing was ingested") from None
+        raise fail(escape(f"{file}: {error}; nothing was ingested")) from None
     except OSError as error:
-        raise fail(f"{file}: cannot read ({error.strerror or error})") from None
-    console.print(
-        f"ingested {written} papers from {file}; the index at {snapshot.index_path} holds {len(snapshot)}",
-        highlight=False,
-        soft_wrap=True,
-    )
+        raise fail(escape(f"{file}: cannot read ({error.strerror or error})")) from None
+    except KeyboardInterrupt:
+        kept = f"kept {last[0].written:,} papers up to line {last[0].lines:,}" if last else "nothing was committed"
+        raise fail(f"interrupted; {kept}: rerun the same command to continue", 130) from None
+    finally:
+        snapshot.close()
+
+
+def _ingest_summary(report: IngestReport, file: Path, snapshot: Snapshot) -> str:
+    """One line: what the ingest did, the bad lines it skipped, its rate, and the index's size."""
+    resumed = f"resumed after line {report.resumed_at:,}; " if report.resumed_at is not None else ""
+    restarted = "an unfinished ingest of an earlier version of this file was dropped; " if report.restarted else ""
+    counts = f"{report.added:,} papers added, {report.updated:,} updated, {report.unchanged:,} unchanged"
+    bad = ""
+    if report.skipped:
+        named = "; ".join(report.bad_lines)
+        more = f"; and {report.skipped - len(report.bad_lines):,} more" if report.skipped > len(report.bad_lines) else ""
+        bad = f"; skipped {report.skipped:,} bad line{'s' if report.skipped != 1 else ''} ({named}{more})"
+    rate = f"{report.lines_read:,} lines in {report.seconds:.1f} s ({report.rate:,.0f} lines/s)"
+    return f"{resumed}{restarted}ingested {file}: {counts}{bad}; {rate}; the index at {snapshot.index_path} holds {len(snapshot):,} papers"
+
+
+@snapshot_app.command("embed")
+def snapshot_embed(
+    max_papers: int = typer.Option(10_000, "--max", help="Embed at most N papers, newest first (1-5000000)."),
+    since: Optional[str] = typer.Option(None, help="Only papers submitted since DATE (YYYY-MM-DD) or a span: 30d, 6mo, 1y."),
+    category: Optional[str] = typer.Option(None, help="Only papers whose primary category is this, e.g. cs.LG."),
+    device: str = typer.Option("cpu", help="cpu or cuda: where MiniLM runs (the vectors are the same up to rounding)."),
+) -> None:
+    """Embed papers for dense retrieval (the embedder runs use: COLLAPSE_AUDIT_EMBEDDINGS).
+
+    Runs find their semantic neighbours among the embedded papers (tools/dense.py): the whole index
+    up to 5,000 papers, else our curated papers and those this command embeds. Papers already
+    embedded are skipped, so rerunning continues. Prints the rate: MiniLM managed about 17 papers a
+    second on 2 shared CPU cores (100 k papers in about 1.6 h), so embed the part of a Kaggle index
+    that matters (--category, --since), or run it on a machine with a GPU (--device cuda).
+    """
+    from agent.config import Settings
+    from tools.dense import dense_index
+    from tools.embeddings import MiniLMEmbedder, get_embedder
+
+    if not 1 <= max_papers <= 5_000_000:
+        raise fail(f"--max {max_papers}: give 1 to 5000000")
+    if device not in ("cpu", "cuda"):
+        raise fail(f"--device {device}: give cpu or cuda")
+    start = parse_since(since, datetime.now(timezone.utc).date()) if since else None
+    embedder = get_embedder(Settings().embeddings)
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available() or embedder.name != "minilm":
+            raise fail("--device cuda: needs a CUDA GPU and the MiniLM embedder (COLLAPSE_AUDIT_EMBEDDINGS=minilm or auto)")
+        embedder = MiniLMEmbedder(device="cuda")
+    snapshot = _open_snapshot()
+    index = dense_index(snapshot, embedder)
+    started = time.perf_counter()
+    try:
+        prepared = index.prepare()  # what every run embeds anyway (our curated papers, or a small index whole)
+        with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+            task = bar.add_task("embedding", total=max_papers)
+            done = index.embed(since=start, category=category, limit=max_papers,
+                               on_batch=lambda n: bar.update(task, completed=n)) + prepared
+        seconds = time.perf_counter() - started
+        rate = f" in {seconds:.1f} s ({done / seconds:,.0f} papers/s)" if done and seconds > 0 else ""
+        console.print(f"embedded {done:,} papers with {index.key}{rate}; {index.count():,} of {len(snapshot):,} papers "
+                      f"in {snapshot.index_path} are embedded for dense retrieval", markup=False, highlight=False, soft_wrap=True)
+    except KeyboardInterrupt:
+        raise fail("interrupted; the papers embedded so far are kept: rerun to continue", 130) from None
+    finally:
+        snapshot.close()
 
 
 @snapshot_app.command("stats")

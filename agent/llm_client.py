@@ -30,12 +30,18 @@ def llm_client_for(run: RunConfig) -> LLMClient | None:
 def _llm_client(run: RunConfig, settings: Settings) -> LLMClient | None:
     if run.llm == "none":
         return None
+    from agent.replay import session_for
     from tools.llm import LLMClient
     from tools.llm_cache import ResponseCache
 
-    # answers are cached in the data dir, so a rerun or a re-check asks only what changed
+    # answers are cached in the data dir, so a rerun or a re-check asks only what changed; a recorded run
+    # or a replay (agent/replay.py) caches in memory only and sends through the recording's transport
+    session = session_for(run.run_id)
+    settings = session.settings(settings) if session else settings
     client = LLMClient(settings.openai_base_url, settings.openai_api_key, run.model or settings.model,
-                       concurrency=settings.llm_concurrency, cache=ResponseCache(settings.llm_cache_path))
+                       concurrency=settings.llm_concurrency,
+                       cache=ResponseCache(None if session else settings.llm_cache_path),
+                       http_client=session.http_client("llm") if session else None)
     client.probe()  # an unreachable endpoint or a rejected key stops the run here, before any stage
     return client
 

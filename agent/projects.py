@@ -101,7 +101,13 @@ def audit_of_inquiry(inquiry: Path | None) -> Audit:
 
 
 def inquiry_for_run(run: RunConfig) -> Inquiry:
-    """A run's inquiry with the user's claims appended: ``--claims``' file, else its audit's registry."""
+    """A run's inquiry with the user's claims appended: ``--claims``' file, else its audit's registry.
+    A recorded run and a replay read the inquiry and claims recorded when the run started (agent/replay.py)."""
+    from agent.replay import session_for
+
+    session = session_for(run.run_id)
+    if session is not None:
+        return session.inquiry.model_copy(deep=True)
     audit = audit_of_inquiry(run.inquiry_path)
     inquiry = audit.load_inquiry()
     extra = read_claims_file(run.claims_path) if run.claims_path else load_user_claims(audit.claims_path)

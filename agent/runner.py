@@ -15,12 +15,17 @@ Every run is recorded in the run store of its audit (agent/store.py): a project'
 project's runs directory, others in the data dir. `run_audit` holds the store's run lock
 (agent/runlock.py) for the whole run: a second run of the same store waits up to `wait` seconds,
 else it is refused with exit 5 (`EXIT_BUSY`) and one line, leaving neither a folder nor a record.
+
+`run --record` (`RunOptions.record`) also keeps every arXiv and LLM response and the inputs the run
+read in ``<runs dir>/recordings/RUN_ID.sqlite``; `plan_replay` + `run_audit(..., replay=...)` run a
+recorded run again offline from it, as a new run in the replays' store (agent/replay.py).
 """
 
 from __future__ import annotations
 
 import re
 import secrets
+import sqlite3
 import sys
 import time
 from dataclasses import dataclass, field
@@ -74,6 +79,7 @@ class RunOptions:
     out: Path | None = None
     seed: int = 0
     force: bool = False
+    record: bool = False  # keep every arXiv and LLM response and the inputs, for `replay` (agent/replay.py)
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,8 @@ class PlannedRun:
     store: RunStore
     baseline: RunRecord | None = None  # a re-check: the run it is compared with
     notices: list[str] = field(default_factory=list)  # lines the user should see once, before the run
+    record: bool = False  # `run --record`: record the run (agent/replay.py)
+    replay: Path | None = None  # `replay`: the recording the run answers from
 
 
 @dataclass
@@ -201,23 +209,53 @@ def resolve_llm(llm: str, model: str | None, settings) -> tuple[str, str | None,
     return llm, chosen, notice
 
 
+# What a report folder holds (agent/nodes/report.py writes it whole, replacing what was there).
+REPORT_ENTRIES = frozenset({"report.md", "report.json", "report.html", "report.bib", "figures"})
+
+
 def _check_out(out: Path, force: bool) -> None:
     """The output directory's checks that write nothing."""
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {out} is a file; give a directory")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise BadInput(f"--out {out} already holds results; choose another directory or pass --force to overwrite")
+    if out.is_dir() and force:
+        # --force replaces the folder's contents as a whole: never anything but an earlier report
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in REPORT_ENTRIES)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise BadInput(f"--out {out} holds more than a report ({shown}); --force replaces a report folder as a "
+                           "whole and would delete them: choose another directory")
 
 
 def _make_out(out: Path) -> None:
-    """Make the output directory and prove it writable: the last check, so a refused run leaves nothing."""
+    """Make the output directory and prove it writable, with the data dir: the last check, so a
+    refused run leaves nothing. The report is built beside the directory and renamed into it
+    (tools/files.py `replace_dir`), so its parent must be writable too."""
+    _check_data_dir()
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / ".write-test"
         probe.write_text("")
         probe.unlink()
+        beside = out.with_name(f".{out.name}.write-test")
+        beside.mkdir(exist_ok=True)
+        beside.rmdir()
     except OSError as error:
         raise BadInput(f"--out {out} is not writable ({error.strerror or error}); choose another directory") from None
+
+
+def _check_data_dir() -> None:
+    """The data dir must be writable: the snapshot index and caches live there (and runs outside projects)."""
+    home = _settings().home
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        probe = home / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise BadInput(f"the data dir {home} is not writable ({error.strerror or error}); set COLLAPSE_AUDIT_HOME "
+                       "to a writable directory") from None
 
 
 def _no_gpu_driver() -> bool:
@@ -364,8 +402,10 @@ def plan_run(options: RunOptions, *, today: date | None = None) -> PlannedRun:
     _check_inquiry(config)
     _check_device(device, torch_too=True)
     _check_out(config.out_dir, options.force)
+    store = audit_store(audit)
+    store.list(limit=1)  # a damaged run store (agent/store.py RunStoreDamaged) refuses the run before anything is made
     _make_out(config.out_dir)
-    return PlannedRun(config, audit_store(audit), notices=notices)
+    return PlannedRun(config, store, notices=notices, record=options.record)
 
 
 def plan_resume(run_id: str, *, inquiry: Path | None = None) -> PlannedRun:
@@ -425,10 +465,34 @@ def plan_recheck(options: RecheckOptions, *, today: date | None = None) -> Plann
     return PlannedRun(config, store, baseline=baseline, notices=notices)
 
 
+def plan_replay(run_id: str, out: Path, *, force: bool = False, inquiry: Path | None = None) -> PlannedRun:
+    """A recorded run to run again offline from its recording (agent/replay.py): its config under a new
+    run id, writing to `out`, recorded in the replays' store. BadInput when the run is unknown, was not
+    recorded, did not finish, was resumed, or `out` holds results (without `force`)."""
+    _check_out(out, force)
+    store, record = find_run(run_id, inquiry=inquiry)
+    from agent.replay import check_replayable, recording_path, replay_store_dir
+    from agent.store import RunStore
+    from tools.recording import RecordingError
+
+    path = recording_path(store.root, record.run_id)
+    try:
+        check_replayable(path, record)
+    except RecordingError as error:
+        raise BadInput(str(error)) from None
+    config = record.run.model_copy(update={"run_id": new_run_id(), "out_dir": out.resolve()})
+    _make_out(config.out_dir)
+    return PlannedRun(config, RunStore(replay_store_dir(store.root)), replay=path)
+
+
 # --- running ----------------------------------------------------------------------------------
 
 
 def _inputs_hash(config: RunConfig) -> str:
+    from agent.replay import session_for
+
+    if (session := session_for(config.run_id)) is not None:  # recorded when the run started
+        return session.inputs_hash
     from agent.inquiry import default_inquiry_text
     from agent.projects import audit_of_inquiry, inquiry_for_run
     from agent.store import inputs_hash
@@ -440,7 +504,8 @@ def _inputs_hash(config: RunConfig) -> str:
 
 
 def run_audit(config: RunConfig, *, store: RunStore | None = None, baseline: RunRecord | None = None,
-              progress: RunProgress | None = None, wait: float = 0.0) -> RunResult:
+              progress: RunProgress | None = None, wait: float = 0.0, record: bool = False,
+              replay: Path | None = None) -> RunResult:
     """Run (or resume) the audit `config` describes, record it in the run store, and say how it went.
 
     A run id the store holds is resumed from its last checkpoint, or reported when it had finished.
@@ -448,24 +513,79 @@ def run_audit(config: RunConfig, *, store: RunStore | None = None, baseline: Run
     was unreachable; 4: a stage failed), the run checkpointed so that `run --resume` continues it.
     The store's run lock is held throughout: when another run holds it for longer than `wait`
     seconds, nothing is run (5: "run X is already running (pid N)" for a second resume of X).
+
+    `record`: a new run also keeps its exchanges and inputs (agent/replay.py); a recorded run resumed
+    records on. `replay`: the run answers from that recording instead of the network (4 when it asks
+    something the recording lacks).
     """
     from agent.runlock import RunBusy, RunLock
 
     store = store or store_for(config.inquiry_path)
-    record = store.find(config.run_id)
-    if record is not None and record.status == "finished":
+    known = store.find(config.run_id)
+    if known is not None and known.status == "finished":
         return _run_audit(config, store=store, baseline=baseline, progress=progress)  # reported, not run
     lock = RunLock(store.root, config.run_id)
     try:
         lock.acquire(wait=wait)
     except RunBusy as busy:
-        if record is None and config.out_dir.is_dir() and not any(config.out_dir.iterdir()):
+        if known is None and config.out_dir.is_dir() and not any(config.out_dir.iterdir()):
             config.out_dir.rmdir()  # a run that never started leaves neither a folder nor a record
         return RunResult(config.run_id, "failed", EXIT_BUSY, config.out_dir, error=str(busy))
     try:
-        return _run_audit(config, store=store, baseline=baseline, progress=progress)
+        return _run_in_session(config, store=store, baseline=baseline, progress=progress, record=record, replay=replay)
     finally:
         lock.release()
+
+
+def _run_in_session(config: RunConfig, *, store: RunStore, baseline: RunRecord | None, progress: RunProgress | None,
+                    record: bool, replay: Path | None) -> RunResult:
+    """`_run_audit`, recording the run (`run --record`, or a recorded run resumed) or replaying one."""
+    from agent import replay as replays
+
+    import sqlite3
+
+    path = replays.recording_path(store.root, config.run_id)
+    existing = store.find(config.run_id)
+    if replay is None and not (existing is None and record) and not (existing is not None and path.is_file()):
+        return _run_audit(config, store=store, baseline=baseline, progress=progress)  # neither recorded nor replayed
+    try:
+        if replay is not None:
+            session = replays.start_replay(replay, config)
+            baseline = session.baseline  # a recorded re-check's: the run it was compared with, as it was then
+        elif existing is None and record:
+            from agent.projects import inquiry_for_run
+
+            if config.against and baseline is None:
+                baseline = store.find(config.against)
+            session = replays.start_recording(path, config, inquiry=inquiry_for_run(config),
+                                              inputs_hash=_inputs_hash(config), baseline=baseline, settings=_settings())
+        else:
+            session = replays.resume_recording(path, config)
+    except (OSError, ValueError, sqlite3.Error) as error:  # nothing was started
+        if existing is None and config.out_dir.is_dir() and not any(config.out_dir.iterdir()):
+            config.out_dir.rmdir()
+        if existing is None and replay is None:
+            replays.discard(path)
+        what = "replay the run" if replay is not None else "record the run"
+        return RunResult(config.run_id, "failed", EXIT_RUN_FAILED, config.out_dir, error=f"cannot {what}: {error}")
+    with replays.active(session):
+        result = _run_audit(config, store=store, baseline=baseline, progress=progress)
+        missing = session.missing
+        if session.mode == "record" and result.status == "finished" and not result.already_finished:
+            replays.keep_results(session, config, _settings().sim_cache_dir)
+    if session.mode == "record" and store.find(config.run_id) is None:
+        replays.discard(path)  # the run never started: nothing to replay
+    if replay is not None and result.error:  # a replay is not resumed but started again
+        result.error = result.error.replace(f"; resume with `collapse-audit run --resume {config.run_id}`", "")
+    if missing and result.status == "finished":
+        error = (f"the replay asked {len(missing)} request{'s' if len(missing) != 1 else ''} its recording lacks, "
+                 f"first {missing[0]}")
+        done = store.find(config.run_id)
+        if done is not None:
+            store.finish(done, "failed", error=error, files=done.report_files, audit=done.audit)
+        return RunResult(config.run_id, "failed", EXIT_RUN_FAILED, config.out_dir, result.report_files,
+                         notices=result.notices, error=error, seconds=result.seconds, timings=result.timings)
+    return result
 
 
 def _run_audit(config: RunConfig, *, store: RunStore | None = None, baseline: RunRecord | None = None,
@@ -511,28 +631,36 @@ def _run_audit(config: RunConfig, *, store: RunStore | None = None, baseline: Ru
         return RunResult(config.run_id, "failed", code, config.out_dir, notices=notices, error=message,
                          seconds=sum(timings.values()), timings=timings)
 
-    try:
-        source = services_for(config).source
-    except LLMError as error:  # the endpoint answered the probe, then refused
-        return failed(EXIT_UNREACHABLE, str(error), str(error))
     thread = {"configurable": {"thread_id": config.run_id}}
     resume_hint = f"resume with `collapse-audit run --resume {config.run_id}`"
+    try:
+        services = services_for(config)
+    except LLMError as error:  # the endpoint answered the probe, then refused
+        return failed(EXIT_UNREACHABLE, str(error), str(error))
+    except (ValueError, OSError, sqlite3.Error) as error:  # a cache or index that cannot be used (disk full...)
+        return failed(EXIT_RUN_FAILED, f"{error}; {resume_hint}", str(error))
+    source = services.source
     with open_checkpointer(store.checkpoints) as saver:
         graph = build_graph().compile(checkpointer=saver)
-        state = graph.get_state(thread)
-        resuming = state.created_at is not None and state.next
-        payload = None if resuming else {"run": config, **_baseline_input(baseline)}
-        if resuming:
-            progress.resuming(list(state.next))
         t0 = last = time.perf_counter()
         try:
+            # in the try: a checkpoint database that cannot be read or written fails the run in one line
+            state = graph.get_state(thread)
+            # A stage killed after its results were saved but before the next checkpoint leaves no `next`,
+            # only its finished task: continuing (not starting over) applies those results and goes on.
+            resuming = state.created_at is not None and bool(state.next or state.tasks)
+            payload = None if resuming else {"run": config, **_baseline_input(baseline)}
+            if resuming:
+                progress.resuming(list(state.next) or [task.name for task in state.tasks])
             for mode, chunk in graph.stream(payload, thread, stream_mode=["updates", "custom"], durability="sync"):
                 if mode == "custom" and "simulation" in chunk:
                     progress.simulation(*chunk["simulation"])
                 elif mode == "updates":
-                    if source.notice and source.notice not in notices:  # e.g. "live arXiv unreachable", said once
-                        notices.append(source.notice)
-                        progress.notice(source.notice)
+                    # e.g. "live arXiv unreachable", or a garbled cache set aside and rebuilt: each said once
+                    for notice in (source.notice, *_set_aside(services, saver)):
+                        if notice and notice not in notices:
+                            notices.append(notice)
+                            progress.notice(notice)
                     now = time.perf_counter()
                     stages = [node for node in chunk if node in STAGE_LABELS]
                     for node in stages:
@@ -546,10 +674,27 @@ def _run_audit(config: RunConfig, *, store: RunStore | None = None, baseline: Ru
                           f"{type(error).__name__}: {error}")
         files = graph.get_state(thread).values.get("report_files", [])
     report = Report.model_validate_json((config.out_dir / "report.json").read_text(encoding="utf-8"))
+    if fallback := report.method.get("judgements", {}).get("fallback"):  # the model failed on some: say so here too
+        notices.append(f"the model failed on {fallback} judgement{'s' if fallback != 1 else ''}; the offline heuristic "
+                       "judge answered those, labelled so in the report")
+        progress.notice(notices[-1])
     record.timings = _add(record.timings, timings)
     store.finish(record, "finished", files=files, audit=audit_record(report), what_changed=report.what_changed)
     return RunResult(config.run_id, "finished", EXIT_OK, config.out_dir, [Path(f) for f in files], notices=notices,
                      seconds=time.perf_counter() - t0, timings=timings, what_changed=report.what_changed)
+
+
+def _set_aside(services, saver) -> list[str]:
+    """One line per unreadable cache, index or checkpoint database this run moved aside and rebuilt."""
+    found = [("the checkpoint database", getattr(saver, "set_aside_as", None)),
+             ("the snapshot index", getattr(services.snapshot, "set_aside_as", None)),
+             ("the arXiv lookup cache", getattr(services.source.cache, "set_aside_as", None)),
+             ("the LLM response cache", getattr(getattr(services.llm, "cache", None), "set_aside_as", None))]
+    rebuilt = {"the checkpoint database": "started afresh (runs it held start again from their first stage)",
+               "the snapshot index": ("rebuilt from the packaged snapshot (papers added by `snapshot ingest` or "
+                                      "`snapshot update` must be added again)")}
+    return [f"{what} could not be read; it was moved aside to {path} and {rebuilt.get(what, 'rebuilt empty')}"
+            for what, path in found if path]
 
 
 def _baseline_input(baseline: RunRecord | None) -> dict:

@@ -376,15 +376,17 @@ def test_llm_auto_uses_the_endpoint_costs_and_caches_and_writes_no_key(tmp_path)
     assert llm["chosen"] == "--llm auto: OPENAI_BASE_URL and OPENAI_API_KEY were set"
     assert (llm["analyst"], llm["model"], llm["endpoint"]) == ("openai", "stand-in", server.base_url)
     stages = {row["stage"]: row for row in llm["stages"]}
-    assert set(stages) == {"decompose", "propositions", "stance"} and all(r["prompt_tokens"] > 0 for r in stages.values())
+    assert set(stages) == {"decompose", "propositions", "stance", "citation_fit"}
+    assert all(r["prompt_tokens"] > 0 for r in stages.values())
     assert llm["total"]["requests"] == asked and llm["total"]["cost_usd"] is None
     assert llm["prices"]["unpriced_models"] == ["stand-in"]
     assert report["method"]["prompts"] == {n: load_prompt(n).sha256
-                                           for n in ("decompose.md.j2", "propositions.md.j2", "stance.md.j2")}
+                                           for n in ("citation_fit.md.j2", "decompose.md.j2", "propositions.md.j2",
+                                                     "stance.md.j2")}
     md = (out / "report.md").read_text()
     line = next(x for x in md.splitlines() if x.startswith("- Analyst: the model 'stand-in'"))
     assert f"decompose {stages['decompose']['requests']} request" in line and "Cost not computed: no price for 'stand-in'" in line
-    assert "- Prompts (sha256): decompose.md.j2 `" in md
+    assert "- Prompts (sha256): citation_fit.md.j2 `" in md and "decompose.md.j2 `" in md
 
     rerun = json.loads((tmp_path / "again" / "report.json").read_text())["method"]["llm"]
     assert rerun["total"]["requests"] == 0 and rerun["total"]["cache_hits"] == asked

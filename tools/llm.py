@@ -28,6 +28,7 @@ import threading
 from typing import Literal, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import openai
 from openai.types.chat import ChatCompletion
 from openai.types.chat.chat_completion import Choice
@@ -77,6 +78,7 @@ class LLMClient:
     def __init__(
         self, base_url: str | None, api_key: str | None, model: str, timeout: float = 60, max_retries: int = 2,
         *, concurrency: int = DEFAULT_CONCURRENCY, cache: ResponseCache | None = None, usage: Usage | None = None,
+        http_client: httpx.Client | None = None,
     ):
         if not api_key and not base_url:
             raise LLMError(
@@ -87,7 +89,8 @@ class LLMClient:
         self.endpoint = public_url(base)  # what messages, reports and cache keys name: no credentials
         self.model = model
         self._openai = openai.OpenAI(
-            base_url=base, api_key=api_key or PLACEHOLDER_KEY, timeout=timeout, max_retries=max_retries
+            base_url=base, api_key=api_key or PLACEHOLDER_KEY, timeout=timeout, max_retries=max_retries,
+            http_client=http_client,  # `run --record` / `replay`: a recording transport (tools/recording.py)
         )
         self._timeout, self._max_retries = timeout, max_retries
         if concurrency < 1:
