@@ -47,7 +47,9 @@ def icl_report(arxiv, tmp_path_factory: pytest.TempPathFactory) -> Path:
     added = re.search(r"(\d+) papers added", built.stdout + built.stderr)
     assert built.returncode == 0 and added and int(added.group(1)) >= len(papers) - 1, built.stderr
     out = root / "report"
-    result = run_cli("run", "--inquiry", str(ICL), "--source", "snapshot", "--out", str(out), home=root / "home")
+    # the lexical embedder: the audit's path is what is tested here (MiniLM runs in tests/test_run.py)
+    result = run_cli("run", "--inquiry", str(ICL), "--source", "snapshot", "--out", str(out), home=root / "home",
+                     env={"COLLAPSE_AUDIT_EMBEDDINGS": "lexical"})
     assert result.returncode == 0, result.stderr
     return out
 

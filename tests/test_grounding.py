@@ -218,8 +218,9 @@ def test_the_model_loads_only_for_a_fit_that_wording_cannot_settle(tmp_path) -> 
     again by meaning, and only then does MiniLM load (the default, "auto")."""
     clear = ("Recursive training on model-generated content causes irreversible collapse by eroding the tails "
              "of the original distribution (2023, arXiv:2305.17493).")
-    loose = ("Representational density is learned through training-data familiarity; as synthetic data crowds out "
-             "rare patterns, the model stops building rich internal structure for them (2026, arXiv:2603.03415).")
+    # worded for this test alone, so no vector of it is in the session's vector cache
+    loose = ("Representational density is learned from familiarity with the training data; as synthetic data "
+             "crowds out rare patterns, models stop building rich internal structure for them (2026, arXiv:2603.03415).")
     code = (
         "import sys; from datetime import date; from tools.grounding import verify_text; "
         "from tools.snapshot import Snapshot; from tools.sources import open_source; "
@@ -229,8 +230,7 @@ def test_the_model_loads_only_for_a_fit_that_wording_cannot_settle(tmp_path) -> 
         f"[b] = verify_text({loose!r}, source, run_date=date(2026, 11, 30)); "
         "print(b.status, 'sentence_transformers' in sys.modules)"
     )
-    # no vector cache: with one, vectors computed earlier would spare the model here too
-    env = {**__import__("os").environ, "COLLAPSE_AUDIT_HOME": str(tmp_path), "COLLAPSE_AUDIT_VECTOR_CACHE": "off"}
+    env = {**__import__("os").environ, "COLLAPSE_AUDIT_HOME": str(tmp_path)}
     result = subprocess.run([__import__("sys").executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert result.stdout.splitlines() == ["grounded False", "grounded True"], result.stderr
 
