@@ -287,6 +287,7 @@ def recheck(
     out: Optional[Path] = typer.Option(None, help="Report directory (default: PROJECT/runs/RUN_ID in a project, else ./audit-RUN_ID)."),
     force: bool = typer.Option(False, help="Overwrite a non-empty --out directory."),
     wait: float = typer.Option(0.0, metavar="SECONDS", help=WAIT_HELP),
+    record: bool = typer.Option(False, "--record", help="Keep every arXiv and LLM response and the inputs (the earlier run included), so `collapse-audit replay RUN_ID` reproduces this re-check offline."),
 ) -> None:
     """Run an audit again and report what changed since an earlier run.
 
@@ -302,7 +303,7 @@ def recheck(
 
     _check_wait(wait)
     options = RecheckOptions(against=against, inquiry=inquiry, since=since, source=_plain(source), arxiv_url=arxiv_url,
-                             llm=_plain(llm), model=model, out=out, force=force)
+                             llm=_plain(llm), model=model, out=out, force=force, record=record)
     result = _start(_plan(lambda: plan_recheck(options)), wait)
     if result.what_changed is not None:
         console.print(result.what_changed.summary, markup=False, highlight=False, soft_wrap=True)

@@ -95,6 +95,7 @@ class RecheckOptions:
     model: str | None = None
     out: Path | None = None
     force: bool = False
+    record: bool = False  # as `run --record`: the re-check (and the run it compares with) replay offline
 
 
 @dataclass
@@ -462,7 +463,7 @@ def plan_recheck(options: RecheckOptions, *, today: date | None = None) -> Plann
     _check_device(config.device, torch_too=True)
     _check_out(config.out_dir, options.force)
     _make_out(config.out_dir)
-    return PlannedRun(config, store, baseline=baseline, notices=notices)
+    return PlannedRun(config, store, baseline=baseline, notices=notices, record=options.record)
 
 
 def plan_replay(run_id: str, out: Path, *, force: bool = False, inquiry: Path | None = None) -> PlannedRun:

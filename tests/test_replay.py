@@ -195,3 +195,24 @@ def test_a_request_the_recording_lacks_fails_the_replay_and_is_named(recorded, t
     assert replay.returncode == 4, replay.stderr
     line = replay.stderr.strip().splitlines()[-1]
     assert "is not in the recording of run" in line and re.sub(r"^https?://[^/]+", "", url).split("?")[0] in line
+
+
+def test_a_recorded_recheck_replays_with_its_what_changed(tmp_path):
+    """`recheck --record` keeps the run it compares with, so its replay reproduces What changed too."""
+    home = tmp_path / "home"
+    env = {"COLLAPSE_AUDIT_EMBEDDINGS": "lexical"}
+    common = ("--inquiry", str(INQUIRY), "--source", "snapshot", "--llm", "none")
+    first = run_cli("run", *common, "--sim-budget", "none", "--out", str(tmp_path / "first"), home=home, env=env)
+    assert first.returncode == 0, first.stderr
+    again = run_cli("recheck", "--record", *common, "--out", str(tmp_path / "again"), home=home, env=env)
+    assert again.returncode == 0, again.stderr
+    recheck = json.loads((tmp_path / "again" / "report.json").read_text())
+    assert recheck["what_changed"] is not None
+    replay = run_cli("replay", recheck["run_id"], "--inquiry", str(INQUIRY), "--out", str(tmp_path / "replayed"),
+                     home=home, env=env)
+    assert replay.returncode == 0, replay.stderr
+    replayed = json.loads((tmp_path / "replayed" / "report.json").read_text())
+    assert replayed["what_changed"] == recheck["what_changed"]
+    for name in REPORTS:
+        assert (normalised((tmp_path / "replayed" / name).read_text(), replayed)
+                == normalised((tmp_path / "again" / name).read_text(), recheck)), f"{name} differs"
