@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT))
 from tests.arxiv_server import LIVE_ONLY_PAPERS, ArxivServer, SimulatedClock, snapshot_papers  # noqa: E402
 from tools.arxiv_id import canonical  # noqa: E402
 from tools.embeddings import get_embedder  # noqa: E402
-from tools.grounding import CitationCheck, verify_text, with_model_fit  # noqa: E402
+from tools.grounding import CitationCheck, fit_readings, verify_text, with_model_fit  # noqa: E402
 from tools.snapshot import Snapshot  # noqa: E402
 from tools.sources import open_source  # noqa: E402
 
@@ -131,18 +131,14 @@ def report_file(label: str, results: list[Result], seconds: float, show_errors: 
 def llm_analyst(embedder):
     """The LLM analyst on the configured endpoint; with none configured, one line and exit 3."""
     from agent.analyst import OfflineAnalyst
-    from agent.config import Settings
-    from agent.llm_analyst import LLMAnalyst
-    from tools.llm import LLMClient, LLMError
+    from agent.llm_analyst import configured_analyst
+    from tools.llm import LLMError
 
-    settings = Settings()
     try:
-        client = LLMClient(settings.openai_base_url, settings.openai_api_key, settings.model,
-                           concurrency=settings.llm_concurrency)
+        return configured_analyst(OfflineAnalyst(embedder))
     except LLMError as error:
         print(str(error))
         raise SystemExit(EXIT_NO_LLM) from None
-    return LLMAnalyst(client, fallback=OfflineAnalyst(embedder))
 
 
 def with_model(results: list[Result], source, analyst) -> tuple[list[Result], dict]:
@@ -177,10 +173,11 @@ def open_snapshot(findings: str) -> Snapshot:
 
 def readings(source, embedder) -> str:
     """How many fits the wording settled, and how many the embedder read again (tools/grounding.py)."""
-    by_wording = source.grounding["lexical"].readings
+    counts = fit_readings(source)
+    by_wording = counts.get("lexical", 0)
     if embedder.name == "lexical":
         return f"fits read: {by_wording}, by wording alone (lexical embedder)"
-    again = source.grounding[embedder.name].readings if embedder.name in source.grounding else 0
+    again = counts.get(embedder.name, 0)
     return f"fits read: {by_wording}; settled by wording {by_wording - again}, read again by {embedder.name} {again}"
 
 

@@ -167,7 +167,7 @@ def ground(citations: list[Citation], source: PaperSource, *, run_date: date, em
         paper = lookup.paper
         assert paper is not None
         cocited = [found[i].paper for i in citation.cited_with if i in found and found[i].paper is not None]
-        reading = wording.verdict(citation, paper, cocited)
+        reading = wording.verdict(citation, paper, cocited, ask_live=judge is wording)
         if not reading.settled and judge is not wording:
             reading = judge.verdict(citation, paper, cocited)
         checks.append(CitationCheck(**base, status=reading.status, paper=_ref(paper), reason=reading.reason,
@@ -300,6 +300,11 @@ class _Reading:
     settled: bool
 
 
+def fit_readings(source: PaperSource) -> dict[str, int]:
+    """Fits read so far through `source`, per embedder (the wording's is "lexical")."""
+    return {name: judge.readings for name, judge in source.grounding.items()}
+
+
 def _lexical() -> Embedder:
     from tools.embeddings import get_embedder
 
@@ -351,9 +356,13 @@ class _Judge:
 
     # --- the verdict ---------------------------------------------------------------------------
 
-    def verdict(self, citation: Citation, paper: Paper, cocited: list[Paper] = ()) -> _Reading:
+    def verdict(self, citation: Citation, paper: Paper, cocited: list[Paper] = (), *, ask_live: bool = True) -> _Reading:
         """`cocited`: papers cited jointly for the same description ("(arXiv:A; arXiv:B)"): the
-        sentence may restate either, so another paper must beat the best of them to be the one meant."""
+        sentence may restate either, so another paper must beat the best of them to be the one meant.
+
+        Without `ask_live` (a first reading another judge may repeat), a verdict that would need the
+        live source's candidates is left unsettled rather than asking, so the live search is made
+        once, by the reading that decides."""
         self.readings += 1
         notes = []
         if citation.version and paper.versions is not None and citation.version > paper.versions:
@@ -364,7 +373,8 @@ class _Judge:
         cocited = [p for p in cocited if p.id != paper.id]
         citation = self._resolve_guesses(citation, paper, candidates)
         cited, fits, content = self._assess(citation, paper, cocited + candidates)
-        if (cited.contradicted or (content and not self._content_fits(cited))) and not any(self._described(f) for f in fits):
+        needs_live = (cited.contradicted or (content and not self._content_fits(cited))) and not any(self._described(f) for f in fits)
+        if needs_live and ask_live:
             # Nothing at hand is what the sentence describes: ask the live source what it may mean.
             held = {f.paper.id for f in fits} | exclude
             extra = [p for p in self.source.candidates(query, citation.authors_named, live=True) if p.id not in held]
@@ -374,7 +384,8 @@ class _Judge:
         status, reason, suggested = self._fit_verdict(citation, paper, cited, fits, content, partners)
         if status != "grounded":
             return _Reading(status, reason, suggested, cited.contradicted, settled=False)
-        settled = cited.identity or (cited.z_whole >= CONTENT_CLEAR_Z and bool(cited.shared_words))
+        settled = not (needs_live and not ask_live) and (
+            cited.identity or (cited.z_whole >= CONTENT_CLEAR_Z and bool(cited.shared_words)))
         return _Reading(*self._year_verdict(citation, paper, cited, reason, notes), False, settled=settled)
 
     def _resolve_guesses(self, citation: Citation, paper: Paper, candidates: list[Paper]) -> Citation:
