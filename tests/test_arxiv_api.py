@@ -254,3 +254,16 @@ def test_an_arxiv_package_search_runs_through_our_transport(clock) -> None:
         rejected = client.fetch(arxiv.Search(id_list=["1234"], max_results=1))
         # an answer with arXiv's reason, asked once (the package's own Client asks four times and drops the reason)
         assert rejected.errors == ["incorrect id format for 1234"] and len(server.requests) == sent + 1
+
+
+def test_a_paper_resolved_once_is_not_asked_for_again_in_the_same_run(clock) -> None:
+    """Later stages (the model's fit question, a re-check's fresh source) ask for papers grounding
+    already resolved: the source answers them without another request."""
+    papers = numbered_papers(3)
+    with ArxivServer(papers, clock=clock) as server:
+        source = open_source("arxiv", arxiv_url=server.url, cache_path=None, clock=clock)
+        first = source.lookup([p.id for p in papers])
+        asked = len(server.requests)
+        again = source.lookup([papers[0].id, papers[2].id])
+        assert len(server.requests) == asked >= 1
+        assert {k: v.paper for k, v in again.items()} == {k: first[k].paper for k in again}

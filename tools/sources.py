@@ -65,6 +65,7 @@ class PaperSource:
         self.notice: str | None = None  # one line for the user, set when auto mode falls back offline
         self._probed = mode != "auto"
         self._warm_probed = False  # --source arxiv: the live API probed once when the cache answered
+        self._found: dict[str, Lookup] = {}  # papers this source has resolved: asked again, answered from here
         self._cache_hits = 0
         self._background: dict[int, list[Paper]] = {}
         self.embedder: Embedder | None = None  # the embedder the run chose; grounding uses it
@@ -90,19 +91,26 @@ class PaperSource:
                 versioned.add(key)
             if key not in keys:
                 keys.append(key)
-        result: dict[str, Lookup] = {}
+        # a paper resolved earlier in this process is not asked for again (a re-check's "fresh" means
+        # fresh for this run, not twice within it)
+        result: dict[str, Lookup] = {
+            k: self._found[k] for k in keys if k in self._found and (k not in versioned or self._found[k].paper.versions is not None)
+        }
         seen_absent: set[str] = set()
         if self.cache:
-            for key, paper in (self.cache.papers(keys) if not self.fresh else {}).items():
+            cached = self.cache.papers([k for k in keys if k not in result]) if not self.fresh else {}
+            for key, paper in cached.items():
                 if key not in versioned or paper.versions is not None:
                     result[key] = Lookup(status="found", paper=paper, origin="cache")
-            self._cache_hits += len(result)
+                    self._cache_hits += 1
             # a cached "no such paper" is a first answer, not a verdict: it is re-confirmed live
             seen_absent = self.cache.absent(k for k in keys if k not in result)
-            if result and self.mode == "arxiv" and not self._warm_probed:
-                # the cache answered without the live API; one probe tells the user if the API is down
+            if cached and self.mode == "arxiv" and self.client is not None and not self.client.requests_sent \
+                    and not self._warm_probed:
+                # the cache answered before the live API was asked anything; one probe tells the user
+                # if the API is down
                 self._warm_probed = True
-                if problem := self.client.probe() if self.client is not None else None:
+                if problem := self.client.probe():
                     self._live_failed(problem)
         offline = self.snapshot.get_many(k for k in keys if k not in result) if self.snapshot else {}
         for key, paper in offline.items():
@@ -117,6 +125,7 @@ class PaperSource:
                 result[key] = Lookup(status="error", origin="cache", detail=detail)
             else:
                 result[key] = Lookup(status="error", detail=self._why_unanswered())
+        self._found.update({k: r for k, r in result.items() if r.status == "found"})
         return result
 
     def _ask_live(self, ids: list[str], result: dict[str, Lookup], offline: dict[str, Paper], seen_absent: set[str]) -> None:
