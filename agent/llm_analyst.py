@@ -67,6 +67,17 @@ class FitReply(BaseModel):
 _TEXT_KIND = {"paraphrase": "our paraphrase of the paper, not its abstract", "abstract": "the paper's abstract"}
 
 
+def configured_analyst(fallback: Analyst) -> LLMAnalyst:
+    """The LLM analyst on the endpoint the settings name (OPENAI_BASE_URL / OPENAI_API_KEY /
+    COLLAPSE_AUDIT_MODEL), for the benchmarks' `--llm openai`; LLMError when none is configured."""
+    from agent.config import Settings
+
+    settings = Settings()
+    client = LLMClient(settings.openai_base_url, settings.openai_api_key, settings.model,
+                       concurrency=settings.llm_concurrency)
+    return LLMAnalyst(client, fallback=fallback)
+
+
 class LLMAnalyst:
     judged_by: JudgedBy = "model"
 

@@ -230,19 +230,15 @@ def llm_judge():
     """The LLM analyst on the configured endpoint (the offline judge in its place where the model
     fails, as in a run); with none configured, one line and exit 3."""
     from agent.analyst import OfflineAnalyst
-    from agent.config import Settings
-    from agent.llm_analyst import LLMAnalyst
+    from agent.llm_analyst import configured_analyst
     from tools.embeddings import get_embedder
-    from tools.llm import LLMClient, LLMError
+    from tools.llm import LLMError
 
-    settings = Settings()
     try:
-        client = LLMClient(settings.openai_base_url, settings.openai_api_key, settings.model,
-                           concurrency=settings.llm_concurrency)
+        return configured_analyst(OfflineAnalyst(get_embedder("lexical")))
     except LLMError as error:
         print(str(error))
         raise SystemExit(EXIT_NO_LLM) from None
-    return LLMAnalyst(client, fallback=OfflineAnalyst(get_embedder("lexical")))
 
 
 def llm_predict(analyst, cases: list[Case], papers: dict[str, Paper]) -> list[tuple[Case, StanceJudgement]]:
