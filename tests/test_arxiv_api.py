@@ -267,3 +267,16 @@ def test_a_paper_resolved_once_is_not_asked_for_again_in_the_same_run(clock) -> 
         again = source.lookup([papers[0].id, papers[2].id])
         assert len(server.requests) == asked >= 1
         assert {k: v.paper for k, v in again.items()} == {k: first[k].paper for k in again}
+
+
+def test_a_refused_connection_fails_in_seconds_not_the_full_backoff(clock) -> None:
+    import socket
+
+    with socket.socket() as unused:  # a loopback port nothing listens on
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    client = ArxivClient(f"http://127.0.0.1:{port}/api/query", clock=clock, timeout=5.0)
+    result = client.lookup(["1706.03762"])
+    assert "unreachable (ConnectError" in result.failed["1706.03762"] and not result.found
+    assert client.requests_sent >= 4  # at least the first try and three retries
+    assert clock.slept and set(clock.slept) == {1.0}, "a refused connection is retried after 1 s, and charges no 3 s spacing"

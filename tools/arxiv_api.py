@@ -46,6 +46,7 @@ from tools.terms import search_words
 DEFAULT_ARXIV_URL = "https://export.arxiv.org/api/query"
 BATCH_SIZE = 100  # IDs per id_list request: keeps URLs short, and max_results can match it
 MIN_INTERVAL_S = 3.0
+CONNECT_RETRY_WAIT_S = 1.0  # the longest wait before retrying a refused connection
 _LOOPBACK = re.compile(r"^https?://(?:127\.\d+\.\d+\.\d+|localhost|\[::1\])(?::\d+)?(?:/|$)", re.I)
 
 
@@ -311,11 +312,18 @@ class ArxivClient:
         problem = "no request made"
         with self._lock:
             for attempt in range(retries + 1):
+                previous = self._last_request
                 self._wait_turn()
                 try:
                     response = self._http.get(self.base_url, params=params, timeout=timeout or httpx.USE_CLIENT_DEFAULT)
                 except httpx.TimeoutException:
                     problem, wait = "timed out", self._backoff(attempt)
+                except httpx.ConnectError as error:
+                    # refused, or no such host: answered at once, and far likelier a wrong address or
+                    # no network than a brief outage, so the user is not kept waiting through the full
+                    # backoff; nothing reached the API, so its spacing is not charged either
+                    problem, wait = f"unreachable ({type(error).__name__}: {error})", min(self._backoff(attempt), CONNECT_RETRY_WAIT_S)
+                    self._last_request = previous
                 except httpx.TransportError as error:
                     problem, wait = f"unreachable ({type(error).__name__}: {error})", self._backoff(attempt)
                 else:
