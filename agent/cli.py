@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
+from contextlib import contextmanager
 from datetime import date, datetime, timezone
 from enum import StrEnum
 from pathlib import Path
@@ -29,6 +32,7 @@ from rich.table import Table
 from agent.runner import (
     EXIT_BAD_INPUT,
     EXIT_FINDINGS,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_RUN_FAILED,
     EXIT_UNREACHABLE,
@@ -98,6 +102,8 @@ class _OneLineUsage(typer.core.TyperGroup):
             return super().invoke(ctx)
         except UsageError as error:
             raise _usage_error(error) from None
+        except KeyboardInterrupt:  # click's own handling prints "Aborted!" and exits 1, which means findings
+            raise fail("interrupted (Ctrl-C)", EXIT_INTERRUPTED) from None
 
 
 def _usage_error(error: UsageError) -> Exception:
@@ -218,22 +224,62 @@ def _check_wait(wait: float) -> None:
         raise fail(f"--wait {wait:g}: give 0 to 86400 seconds")
 
 
+CTRL_C_GRACE_S = 2.0  # how long Ctrl-C waits for a stage's threads before the process exits anyway
+
+
 def _start(planned: PlannedRun, wait: float = 0.0) -> RunResult:
-    """Run a planned run with progress on stderr; report paths on stdout; exit 3/4/5 on failure."""
+    """Run a planned run with progress on stderr; report paths on stdout; exit 3/4/5/130 on failure."""
     from agent.runner import run_audit
 
-    with _ConsoleProgress() as progress:
+    said = threading.Event()  # the run's last line is out: Ctrl-C's watchdog only exits
+    with _ConsoleProgress() as progress, _ctrl_c_stops_at_once(planned.config.run_id, said):
         result = run_audit(planned.config, store=planned.store, baseline=planned.baseline, progress=progress, wait=wait,
                            record=planned.record, replay=planned.replay)
     if result.already_finished:
         console.print(f"run {result.run_id} already finished; report in {result.out_dir}")
         return result
     if result.exit_code != EXIT_OK:
-        raise fail(result.error or "the run failed", result.exit_code)
+        error = fail(result.error or "the run failed", result.exit_code)
+        said.set()
+        raise error
     console.print(f"done in {result.seconds:.1f}s")
     for f in result.report_files[:3]:
         typer.echo(f)
     return result
+
+
+@contextmanager
+def _ctrl_c_stops_at_once(run_id: str, said: threading.Event):
+    """Ctrl-C stops a run within CTRL_C_GRACE_S. KeyboardInterrupt reaches the main thread at once,
+    but a stage's worker thread may be waiting on a slow source, and neither LangGraph nor the
+    interpreter exits before it is done; so the first Ctrl-C also starts a watchdog that says how to
+    resume (unless the run already said so) and ends the process with 130. What it leaves is what
+    kill -9 leaves: every finished stage checkpointed, the run reading as stopped, resumable."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread (a caller running this in a worker)
+        return
+
+    def watchdog() -> None:
+        if not said.is_set():
+            console.print(f"[red]error:[/red] interrupted; resume with `collapse-audit run --resume {run_id}`",
+                          highlight=False, soft_wrap=True)
+        sys.stderr.flush()
+        sys.stdout.flush()
+        os._exit(EXIT_INTERRUPTED)
+
+    def on_ctrl_c(signum, frame) -> None:
+        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C is the ordinary one
+        timer = threading.Timer(CTRL_C_GRACE_S, watchdog)
+        timer.daemon = True  # a run that stops in time exits at once, not when the timer fires
+        timer.start()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_ctrl_c)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is on_ctrl_c:
+            signal.signal(signal.SIGINT, previous)
 
 
 @app.command()

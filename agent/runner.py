@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 # Exit codes of every command (agent/cli.py): 1 is "findings" — a flagged citation
 # (verify-citations), or a change found by `recheck --fail-on-change`.
 EXIT_OK, EXIT_FINDINGS, EXIT_BAD_INPUT, EXIT_UNREACHABLE, EXIT_RUN_FAILED = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report it: never 1, which means findings
 EXIT_BUSY = 5  # another run of the same run store holds its lock (agent/runlock.py); nothing was started
 
 SOURCES, LLMS = ("auto", "snapshot", "arxiv"), ("auto", "none", "openai")
@@ -114,7 +115,7 @@ class PlannedRun:
 class RunResult:
     run_id: str
     status: Literal["finished", "failed"]
-    exit_code: int  # EXIT_OK, EXIT_UNREACHABLE, EXIT_RUN_FAILED or EXIT_BUSY (the caller decides EXIT_FINDINGS)
+    exit_code: int  # EXIT_OK, EXIT_UNREACHABLE, EXIT_RUN_FAILED, EXIT_INTERRUPTED or EXIT_BUSY (the caller decides EXIT_FINDINGS)
     out_dir: Path
     report_files: list[Path] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
@@ -670,6 +671,8 @@ def _run_audit(config: RunConfig, *, store: RunStore | None = None, baseline: Ru
                     last = now
         except SourceUnreachable as error:
             return failed(EXIT_UNREACHABLE, f"{error}; {resume_hint}", str(error))
+        except KeyboardInterrupt:  # the checkpoint holds every finished stage
+            return failed(EXIT_INTERRUPTED, f"interrupted; {resume_hint}", "interrupted (Ctrl-C)")
         except Exception as error:  # noqa: BLE001 — any stage failure: keep the checkpoint, say how to resume
             return failed(EXIT_RUN_FAILED, f"stage failed: {type(error).__name__}: {error}; {resume_hint}",
                           f"{type(error).__name__}: {error}")

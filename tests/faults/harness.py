@@ -67,6 +67,7 @@ def _child(args: list[str], env: dict[str, str], cwd: str, stdout: str, stderr: 
         # ENOSPC on a full disk (SIGXFSZ ignored, else the kernel kills the process instead).
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C as in a terminal, whatever the server had
     code = 1
     try:
         import torch
@@ -146,6 +147,11 @@ class Command:
         """SIGKILL, as `kill -9` or the OOM killer: no handler, no cleanup."""
         os.kill(self.pid, signal.SIGKILL)
         return self.wait(30)
+
+    def interrupt(self, timeout: float = 30) -> Result:
+        """SIGINT, as Ctrl-C in the terminal."""
+        os.kill(self.pid, signal.SIGINT)
+        return self.wait(timeout)
 
     def wait(self, timeout: float = 120) -> Result:
         self.process.join(timeout)

@@ -11,6 +11,7 @@ whole report. The earlier run's report folder and record are untouched throughou
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 
@@ -120,4 +121,53 @@ def test_kill_9_in_a_stage_then_resume(stage, earlier, inquiry, arxiv, model, tm
     row = records(earlier.runs)[run_id]
     assert (row["status"], row["error"]) == ("finished", None)
     assert not list(out.parent.glob(".report.*")), "no staging folder is left beside it"
+    earlier.assert_intact()
+
+
+def test_ctrl_c_in_a_stage_held_on_a_source_exits_130_at_once_and_resume_finishes_it(earlier, inquiry, arxiv, tmp_path):
+    out = tmp_path / "report"
+    arxiv.hold = ids_lookup  # held inside ground_citations, and not let go until the process is gone
+    proc = start("run", "--inquiry", str(inquiry), "--out", str(out), "--sim-budget", "none", "--source", "arxiv",
+                 "--arxiv-url", arxiv.url, "--llm", "none", home=earlier.home)
+    run_id = wait_until(lambda: "→" in proc.stderr and run_id_of(proc.stderr), "the run's first line", proc=proc)
+    wait_until(arxiv.held.is_set, "arXiv asked in ground_citations", proc=proc)
+    started = time.monotonic()
+    os.kill(proc.pid, signal.SIGINT)
+    stopped = proc.wait(15)
+    waited = time.monotonic() - started
+    arxiv.hold = None
+    arxiv.release.set()
+
+    assert stopped.returncode == 130, stopped  # never 1, which means findings
+    assert waited < 10, f"Ctrl-C took {waited:.1f} s: it waited for the held request"
+    resume = f"resume with `collapse-audit run --resume {run_id}`"
+    assert stopped.error_lines() == [f"error: interrupted; {resume}"], stopped
+    assert "Traceback" not in stopped.stderr and "Aborted" not in stopped.stderr, stopped
+    state, error = status(earlier.runs, run_id)
+    assert state == "failed" and resume in error, (state, error)  # never "running" with no process behind it
+    assert not out.exists() or not any(out.iterdir())
+    earlier.assert_intact()
+
+    resumed = cli("run", "--resume", run_id, home=earlier.home, timeout=300)
+    assert resumed.returncode == 0, resumed
+    assert "resuming at: ground_citations" in resumed.stderr, resumed
+    assert report_complete(out)["run_id"] == run_id
+    earlier.assert_intact()
+
+
+def test_ctrl_c_between_requests_marks_the_run_interrupted(earlier, inquiry, arxiv, tmp_path):
+    """Ctrl-C that reaches the run while nothing holds it: the runner itself records why it stopped."""
+    out = tmp_path / "report"
+    arxiv.hold = ids_lookup
+    proc = start("run", "--inquiry", str(inquiry), "--out", str(out), "--sim-budget", "none", "--source", "arxiv",
+                 "--arxiv-url", arxiv.url, "--llm", "none", home=earlier.home)
+    run_id = wait_until(lambda: "→" in proc.stderr and run_id_of(proc.stderr), "the run's first line", proc=proc)
+    wait_until(arxiv.held.is_set, "arXiv asked in ground_citations", proc=proc)
+    os.kill(proc.pid, signal.SIGINT)
+    arxiv.hold = None
+    arxiv.release.set()  # the stage's request comes back within the grace: the run stops by itself
+    stopped = proc.wait(30)
+    assert stopped.returncode == 130, stopped
+    assert stopped.error_lines() == [f"error: interrupted; resume with `collapse-audit run --resume {run_id}`"], stopped
+    assert status(earlier.runs, run_id) == ("failed", "interrupted (Ctrl-C)")
     earlier.assert_intact()
