@@ -1,7 +1,7 @@
 """The offline index at the size of all of arXiv: ingest, lookup, search, dense search, grounding.
 
     python benchmarks/index_scale.py --records N [--seed S] [--embed M] [--embedder hashed|minilm]
-                                     [--queries Q] [--citations C] [--keep DIR]
+                                     [--queries Q] [--citations C] [--keep DIR [--reuse]]
 
 Generates a synthetic file in the shape of the Kaggle "arXiv metadata OAI snapshot" (one JSON object
 per line with id, submitter, authors, title, comments, journal-ref, doi, report-no, categories,
@@ -301,7 +301,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--citations", type=int, default=40)
     parser.add_argument("--keep", type=Path, default=None, help="build in DIR and keep it (default: a temporary dir)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --keep DIR: measure the index already built there (no generation, no ingest)")
     args = parser.parse_args(argv)
+    if args.reuse and args.keep is None:
+        parser.error("--reuse needs --keep DIR, the folder of an index built before")
 
     from tools.dense import dense_index
     from tools.embeddings import LexicalEmbedder, get_embedder
@@ -313,20 +317,28 @@ def main(argv: list[str] | None = None) -> None:
         home = args.keep or Path(scratch)
         home.mkdir(parents=True, exist_ok=True)
         data, index_path = home / "arxiv-metadata-oai-snapshot.json", home / "snapshot.sqlite"
-        start = time.perf_counter()
-        sample = write_kaggle_file(data, args.records, seed=args.seed, bad_lines=args.bad_lines)
-        print(f"generated {args.records:,} Kaggle-shaped lines ({data.stat().st_size / 1e6:,.0f} MB, "
-              f"{data.stat().st_size / args.records:,.0f} bytes/line) in {time.perf_counter() - start:.1f} s")
+        if args.reuse:
+            if not index_path.exists():
+                parser.error(f"--reuse: {index_path} does not exist (build it once with --keep {home})")
+            snapshot = Snapshot.open(index_path)
+            # the sample of held IDs, drawn from the index instead of from the generated file
+            step = max(1, len(snapshot) // 5_000)
+            sample = [paper_id for (paper_id,) in snapshot.read("SELECT id FROM papers WHERE origin = 'kaggle' AND rowid % ? = 0 LIMIT 5000", (step,))]
+            print(f"reusing the index in {home} ({len(snapshot):,} papers): generation and ingest not measured")
+        else:
+            start = time.perf_counter()
+            sample = write_kaggle_file(data, args.records, seed=args.seed, bad_lines=args.bad_lines)
+            print(f"generated {args.records:,} Kaggle-shaped lines ({data.stat().st_size / 1e6:,.0f} MB, "
+                  f"{data.stat().st_size / args.records:,.0f} bytes/line) in {time.perf_counter() - start:.1f} s")
 
-        snapshot = Snapshot.open(index_path)
-        rss_before = _rss_mb()
-        report = snapshot.ingest_kaggle(data)
-        size = sum(p.stat().st_size for p in home.glob("snapshot.sqlite*"))
-        print(f"ingest: {report.written:,} papers ({report.skipped} bad lines skipped: {report.bad_lines[:2]}) in "
-              f"{report.seconds:.1f} s = {report.written / report.seconds:,.0f} records/s; index {size / 1e6:,.0f} MB "
-              f"({size / max(1, len(snapshot)):,.0f} bytes/paper); peak RSS {_rss_mb():,.0f} MB (before ingest {rss_before:,.0f} MB)")
-
-        print(_full_text_floor(snapshot, home / "floor.sqlite"))
+            snapshot = Snapshot.open(index_path)
+            rss_before = _rss_mb()
+            report = snapshot.ingest_kaggle(data)
+            size = sum(p.stat().st_size for p in home.glob("snapshot.sqlite*"))
+            print(f"ingest: {report.written:,} papers ({report.skipped} bad lines skipped: {report.bad_lines[:2]}) in "
+                  f"{report.seconds:.1f} s = {report.written / report.seconds:,.0f} records/s; index {size / 1e6:,.0f} MB "
+                  f"({size / max(1, len(snapshot)):,.0f} bytes/paper); peak RSS {_rss_mb():,.0f} MB (before ingest {rss_before:,.0f} MB)")
+            print(_full_text_floor(snapshot, home / "floor.sqlite"))
 
         rng = random.Random(args.seed)
         ids = [rng.choice(sample) for _ in range(1800)] + [f"2{rng.randint(100, 512)}.{rng.randint(90000, 99999)}" for _ in range(200)]

@@ -25,7 +25,7 @@ from tools.embeddings import LexicalEmbedder
 from tools.papers import Paper
 from tools.recording import open_readonly
 from tools.retrieval import LEXICAL_CANDIDATES, find_related
-from tools.snapshot import Snapshot, _kaggle_row
+from tools.snapshot import EXACT_SEARCH_LIMIT, SEARCH_BUDGET, SEARCH_WORD_CAP, Snapshot, _kaggle_row
 
 KAGGLE_SAMPLE = Path(__file__).parent / "data" / "kaggle_sample.jsonl"
 
@@ -205,10 +205,19 @@ def test_a_large_index_scores_only_its_query_s_selective_words(ingested: Snapsho
         assert words == ["zzyzx"] and joiner == " OR "  # the common words are left out
         found = sum([h.id for h, _ in ingested.search(f"the model {p.title}", limit=1)] == [p.id] for p in papers)
         assert found >= 0.9 * len(papers)  # their rare words still find them
-        # every word very common: papers must hold them all
+        # every word very common: papers must hold them all, or the two longest of more
         assert ingested._selective(["the", "and"]) == (["the", "and"], " AND ")
+        assert ingested._selective(["the", "model", "and", "system"]) == (["model", "system"], " AND ")
+        # ... and only their newest `search_budget` matches are scored, not the whole index
+        newest = {i for (i,) in ingested.read(
+            "SELECT p.id FROM papers_fts f JOIN papers p ON p.rowid = f.rowid WHERE papers_fts MATCH "
+            "'{title summary findings topics} : (\"model\" AND \"system\")' ORDER BY f.rowid DESC LIMIT 300")}
+        assert len(newest) == 300 and ingested.read("SELECT count(*) FROM papers")[0][0] > 1_000
+        hits = ingested.search("the model and system", limit=50)
+        assert len(hits) == 50 and {p.id for p, _ in hits} <= newest
     finally:
-        ingested.exact_search_limit, ingested.search_word_cap, ingested.search_budget = 50_000, 50_000, 50_000
+        ingested.exact_search_limit, ingested.search_word_cap, ingested.search_budget = (
+            EXACT_SEARCH_LIMIT, SEARCH_WORD_CAP, SEARCH_BUDGET)
 
 
 def _tiny_records(n: int, target: int) -> bytes:

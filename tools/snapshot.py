@@ -65,8 +65,9 @@ AUTHOR_CANDIDATES = 50  # papers by the named authors that `by_authors` returns 
 _BM25_WEIGHTS = (4.0, 1.0, 1.0, 2.0, 0.0, 0.0)
 _TEXT_COLUMNS = "{title summary findings topics}"
 EXACT_SEARCH_LIMIT = 50_000  # papers; a larger index is searched by `Snapshot._selective`
-SEARCH_WORD_CAP = 50_000  # papers counted per query word, at most, to judge how common it is
-SEARCH_BUDGET = 50_000  # papers a large index's search scores at most (but the rarest word's)
+SEARCH_WORD_CAP = 20_000  # papers counted per query word, at most, to judge how common it is
+SEARCH_BUDGET = 20_000  # papers a large index's search scores at most (but the rarest word's)
+AND_WORDS = 2  # words a large index's search requires when every query word is common
 _TIE_MARGIN = 64  # extra hits joined beyond a search's limit, so that ties on bm25 are broken by ID
 
 _SCHEMA = """
@@ -101,13 +102,10 @@ _PAPER_INSERT = ("INSERT INTO papers (rowid, id, origin, published, record, cate
 _PAPER_UPDATE = "UPDATE papers SET origin = ?, published = ?, record = ?, category = ?, topics = ? WHERE rowid = ?"
 
 
-def fts_query(text: str) -> str | None:
-    """Free text -> an FTS5 query that cannot fail to parse: every word quoted, OR-combined.
-
-    Quoting turns FTS5 operators (AND, NEAR, `-`, `:`, `*`, parentheses) into plain words.
-    Returns None when the text holds no searchable word.
-    """
-    return " OR ".join(f'"{term}"' for term in search_words(text)) or None
+def _quoted(words: Iterable[str], joiner: str = " OR ") -> str:
+    """Search words as an FTS5 expression that cannot fail to parse: each quoted, which turns FTS5's
+    operators (AND, NEAR, `-`, `:`, `*`, parentheses) into plain words."""
+    return joiner.join(f'"{word}"' for word in words)
 
 
 class Snapshot:
@@ -237,7 +235,10 @@ class Snapshot:
         query costs about the same at 2.7 M papers as at 100 k: words that much of the index holds
         ("model", "data") are left out of the match when the query has rarer ones (`_selective`),
         a date window is matched inside FTS5 (the `period` column's year and month tokens), and
-        only the best `limit` hits (plus a margin for ties) are joined to their records.
+        only the best `limit` hits (plus a margin for ties) are joined to their records. A query
+        all of whose words are that common ("data" alone) is scored over its newest
+        `search_budget` matches (by rowid: ingest order, which in the Kaggle file is by ID, so by
+        date), not over the million papers that hold it.
         """
         words = search_words(query)
         if not words or limit <= 0:
@@ -251,13 +252,19 @@ class Snapshot:
         joiner = " OR "
         if not exact:
             words, joiner = self._selective(words)
-        match = f"{_TEXT_COLUMNS} : ({joiner.join(f'{chr(34)}{w}{chr(34)}' for w in words)})"
+        match = f"{_TEXT_COLUMNS} : ({_quoted(words, joiner)})"
         if period is not None:
             match = f"{match} AND {period}"
+        newest = 0
+        if joiner == " AND ":  # every word is common: score only the newest `search_budget` matches
+            with self._lock:
+                row = self._db.execute("SELECT rowid FROM papers_fts WHERE papers_fts MATCH ? ORDER BY rowid DESC "
+                                       "LIMIT 1 OFFSET ?", (match, self.search_budget - 1)).fetchone()
+            newest = row[0] if row else 0
         weights = ", ".join(str(w) for w in _BM25_WEIGHTS)
         sql = (
             f"SELECT p.record, f.score FROM (SELECT rowid, -bm25(papers_fts, {weights}) AS score FROM papers_fts "
-            "WHERE papers_fts MATCH ? ORDER BY score DESC LIMIT ?) AS f JOIN papers p ON p.rowid = f.rowid "
+            "WHERE papers_fts MATCH ? AND rowid >= ? ORDER BY score DESC LIMIT ?) AS f JOIN papers p ON p.rowid = f.rowid "
             "WHERE p.published >= ? AND p.published <= ? ORDER BY f.score DESC, p.id LIMIT ?"
         )
         bounds = ((since or date.min).isoformat(), (until or date.max).isoformat())
@@ -266,9 +273,9 @@ class Snapshot:
         # few papers survive that cut, every match of the window's months is taken.
         fetch = -1 if exact else limit + _TIE_MARGIN
         with self._lock:
-            rows = self._db.execute(sql, (match, fetch, *bounds, limit)).fetchall()
+            rows = self._db.execute(sql, (match, newest, fetch, *bounds, limit)).fetchall()
             if fetch >= 0 and len(rows) < limit and period is not None:
-                rows = self._db.execute(sql, (match, -1, *bounds, limit)).fetchall()
+                rows = self._db.execute(sql, (match, newest, -1, *bounds, limit)).fetchall()
         return [(Paper.model_validate_json(record), score) for record, score in rows]
 
     def _selective(self, words: list[str]) -> tuple[list[str], str]:
@@ -280,7 +287,7 @@ class Snapshot:
         while their papers add up to at most `search_budget` (at least the rarest): a search then
         costs about the same at any size. The words left out are those bm25 weighs least. When
         every word reaches the cap, papers must hold all of them (AND), which FTS5 evaluates by
-        skipping through the words' lists.
+        skipping through the words' lists; of them, the AND_WORDS longest.
         """
         sql = "SELECT count(*) FROM (SELECT rowid FROM papers_fts WHERE papers_fts MATCH ? LIMIT ?)"
         counts = {}
@@ -290,9 +297,9 @@ class Snapshot:
                 self._df_cache = (versions, {})
             cache = self._df_cache[1]
             for word in words:
-                if word not in cache:
-                    match = f'{_TEXT_COLUMNS} : "{word}"'
-                    cache[word] = self._db.execute(sql, (match, self.search_word_cap)).fetchone()[0]
+                if word not in cache:  # counted in every column: a third faster than in the text
+                    # columns alone (FTS5 need not read the positions), and only the word's commonness is wanted
+                    cache[word] = self._db.execute(sql, (f'"{word}"', self.search_word_cap)).fetchone()[0]
                 counts[word] = cache[word]
         chosen: set[str] = set()
         total = 0
@@ -302,7 +309,11 @@ class Snapshot:
             chosen.add(word)
             total += counts[word]
         if not chosen:
-            return words, " AND "
+            # bm25 reads the whole list of every word in the match to count its papers (a tenth of
+            # a second for a word in a million papers), so only the two likeliest to be rare are
+            # required: the longest (rarer words are longer, Zipf's law of abbreviation)
+            longest = sorted(words, key=lambda w: (-len(w), words.index(w)))[:AND_WORDS]
+            return [w for w in words if w in longest], " AND "
         return [w for w in words if w in chosen], " OR "
 
     def _versions(self) -> tuple[int, int]:
@@ -312,8 +323,9 @@ class Snapshot:
     def _period_match(self, since: date | None, until: date | None) -> str | None:
         """An FTS5 expression for the year and month tokens covering [since, until], clipped to the
         index's dates; None when the window holds no paper."""
-        with self._lock:
-            first, last = self._db.execute("SELECT min(published), max(published) FROM papers").fetchone()
+        with self._lock:  # two statements: SQLite reads a lone min() or max() off the index, both together by a full scan
+            first = self._db.execute("SELECT min(published) FROM papers").fetchone()[0]
+            last = self._db.execute("SELECT max(published) FROM papers").fetchone()[0]
         if first is None:
             return None
         start = max(since or date.min, date.fromisoformat(first))
@@ -330,7 +342,7 @@ class Snapshot:
         """Papers with an author called any of `names` (a surname, or several words of a name in
         order; without case or accents), in ID order. When more than `limit` papers match, the
         `limit` whose title, summary, findings and topics best match `text` (bm25), or, when `text`
-        matches none of them, the newest."""
+        matches none of them, the newest. In a large index, `text`'s rarest words only (`_selective`)."""
         phrases = []
         for name in names:
             words = re.findall(r"\w+", fold(name))
@@ -339,8 +351,12 @@ class Snapshot:
         if not phrases or limit <= 0:
             return []
         match = f"authors : ({' OR '.join(dict.fromkeys(phrases))})"
+        words = search_words(text) if text is not None else []
+        if words and len(self) > self.exact_search_limit:
+            words, _ = self._selective(words)  # bm25 reads each word's whole list: a large index's rarest words only
         with self._lock:
-            count = self._db.execute("SELECT count(*) FROM papers_fts WHERE papers_fts MATCH ?", (match,)).fetchone()[0]
+            count = self._db.execute("SELECT count(*) FROM (SELECT rowid FROM papers_fts WHERE papers_fts MATCH ? LIMIT ?)",
+                                     (match, limit + 1)).fetchone()[0]  # only whether there are more than `limit`
             if count <= limit:
                 rows = self._db.execute(
                     "SELECT p.record FROM papers_fts f JOIN papers p ON p.rowid = f.rowid WHERE papers_fts MATCH ? ORDER BY p.id",
@@ -348,13 +364,13 @@ class Snapshot:
                 ).fetchall()
                 return [Paper.model_validate_json(record) for (record,) in rows]
             rows = []
-            if text is not None and (words := fts_query(text)) is not None:
+            if words:
                 weights = ", ".join(str(w) for w in _BM25_WEIGHTS)
                 rows = self._db.execute(
                     f"SELECT p.record FROM (SELECT rowid, bm25(papers_fts, {weights}) AS score FROM papers_fts "
                     "WHERE papers_fts MATCH ? ORDER BY score LIMIT ?) AS f JOIN papers p ON p.rowid = f.rowid "
                     "ORDER BY f.score, p.id",
-                    (f"{match} AND {_TEXT_COLUMNS} : ({words})", limit),
+                    (f"{match} AND {_TEXT_COLUMNS} : ({_quoted(words)})", limit),
                 ).fetchall()
             if not rows:
                 rows = self._db.execute(
@@ -513,7 +529,8 @@ class Snapshot:
             by_category = self._db.execute(
                 "SELECT category, count(*) FROM papers WHERE category IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1"
             ).fetchall()
-            first, last = self._db.execute("SELECT min(published), max(published) FROM papers").fetchone()
+            first = self._db.execute("SELECT min(published) FROM papers").fetchone()[0]
+            last = self._db.execute("SELECT max(published) FROM papers").fetchone()[0]
             vectors = dict(self._db.execute("SELECT embedder, count(*) FROM vectors GROUP BY 1 ORDER BY 1").fetchall())
             ingests = {key[len(_INGEST_PREFIX):]: json.loads(value)["lines"] for key, value in self._db.execute(
                 "SELECT key, value FROM meta WHERE key >= ? AND key < ?", (_INGEST_PREFIX, _INGEST_PREFIX[:-1] + ";"))}
