@@ -34,3 +34,13 @@ def _shared_vector_cache(tmp_path_factory):
         root = root.parent  # the workers' base folders sit side by side in the session's folder
     os.environ["COLLAPSE_AUDIT_VECTOR_CACHE"] = str(root / "vectors.sqlite")
     yield
+
+
+@pytest.fixture(autouse=True)
+def _no_command_outlives_its_test():
+    """A command a test started (tests/subprocess_cli.py) and left running — the test failed half
+    way — is killed when the test ends."""
+    yield
+    from tests.subprocess_cli import stop_all
+
+    stop_all()

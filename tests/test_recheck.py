@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 
 from agent.models import Report
 from tests.arxiv_server import ArxivServer, snapshot_papers
-from tests.subprocess_cli import run_cli
+from tests.subprocess_cli import Result, run_cli
 from tools.papers import Paper
 
 INQUIRY = Path(__file__).parent / "data" / "inquiries" / "recursive_training.md"
@@ -37,14 +36,14 @@ NEW_PAPER = Paper(
 class Audit:
     home: Path
     project: Path
-    first: subprocess.CompletedProcess
-    changed: subprocess.CompletedProcess  # recheck after arXiv gained NEW_PAPER
-    same: subprocess.CompletedProcess  # recheck again, nothing new
+    first: Result
+    changed: Result  # recheck after arXiv gained NEW_PAPER
+    same: Result  # recheck again, nothing new
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
+    def cli(self, *args: str) -> Result:
         return run_cli(*args, home=self.home, cwd=self.project, env=LEXICAL, timeout=120)
 
-    def report(self, result: subprocess.CompletedProcess) -> Report:
+    def report(self, result: Result) -> Report:
         [path] = [line for line in result.stdout.splitlines() if line.endswith("report.json")]
         return Report.model_validate_json(Path(path).read_text())
 
@@ -55,7 +54,7 @@ def audit(tmp_path_factory: pytest.TempPathFactory) -> Audit:
     home, project = root / "home", root / "proj"
     assert run_cli("init", str(project), "--inquiry", str(INQUIRY), home=home).returncode == 0
     with ArxivServer(snapshot_papers(), lifetime=600) as server:
-        def cli(*args: str) -> subprocess.CompletedProcess:
+        def cli(*args: str) -> Result:
             return run_cli(*args, home=home, cwd=project, env=LEXICAL, timeout=300)
 
         first = cli("run", "--source", "arxiv", "--arxiv-url", server.url, "--sim-budget", "none")
@@ -95,7 +94,7 @@ def test_a_paper_new_on_arxiv_shows_in_what_changed_with_its_stance(audit):
     assert w.summary in audit.changed.stderr
 
 
-def report_dir(result: subprocess.CompletedProcess) -> Path:
+def report_dir(result: Result) -> Path:
     return Path(result.stdout.splitlines()[0]).parent
 
 

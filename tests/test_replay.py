@@ -14,7 +14,6 @@ import re
 import shutil
 import socket
 import sqlite3
-import subprocess
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -24,7 +23,7 @@ import pytest
 from agent.replay import normalised
 from tests.arxiv_server import ArxivServer, snapshot_papers
 from tests.openai_server import OpenAIServer
-from tests.subprocess_cli import run_cli
+from tests.subprocess_cli import Result, run_cli
 from tests.test_run_llm import model_answer
 from tools.papers import Paper
 
@@ -49,7 +48,7 @@ class Recorded:
     llm_requests: int
     arxiv_requests: int
 
-    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    def cli(self, *args: str, timeout: float = 300) -> Result:
         return run_cli(*args, home=self.home, cwd=self.inquiry.parent, env=LEXICAL, timeout=timeout)
 
     @property

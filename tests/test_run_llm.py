@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from tests.openai_server import OpenAIServer, Reply, reply, thinking
+from tests.subprocess_cli import run_cli
 
 FOREIGN_ID = "2599.00001"
 
@@ -58,15 +55,10 @@ def model_answer(body: dict) -> Reply:
 def test_run_with_an_openai_compatible_endpoint(tmp_path):
     with OpenAIServer(model_answer, max_requests=500, lifetime=240) as server:
         # the model judges; retrieval's embedder is not what is tested here, so the fast lexical one will do
-        env = {**os.environ, "COLLAPSE_AUDIT_HOME": str(tmp_path / "home"), "OPENAI_BASE_URL": server.base_url,
-               "OPENAI_API_KEY": "local", "COLLAPSE_AUDIT_EMBEDDINGS": "lexical"}
-        exe = str(Path(sys.executable).with_name("collapse-audit"))
+        env = {"OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "local", "COLLAPSE_AUDIT_EMBEDDINGS": "lexical"}
         out = tmp_path / "report"
-        result = subprocess.run(
-            [exe, "run", "--llm", "openai", "--model", "stand-in", "--source", "snapshot", "--sim-budget", "tiny",
-             "--out", str(out)],
-            env=env, capture_output=True, text=True, timeout=240,
-        )
+        result = run_cli("run", "--llm", "openai", "--model", "stand-in", "--source", "snapshot", "--sim-budget", "tiny",
+                         "--out", str(out), home=tmp_path / "home", env=env, timeout=240)
         assert result.returncode == 0, result.stderr
         sent = [r["model"] for r in server.requests]
     report = json.loads((out / "report.json").read_text())
@@ -144,11 +136,8 @@ def test_run_with_an_openai_compatible_endpoint(tmp_path):
 
 
 def test_run_without_an_endpoint_fails_before_any_stage(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-    env["COLLAPSE_AUDIT_HOME"] = str(tmp_path / "home")
-    exe = str(Path(sys.executable).with_name("collapse-audit"))
-    result = subprocess.run([exe, "run", "--llm", "openai", "--sim-budget", "tiny", "--out", str(tmp_path / "r")],
-                            env=env, capture_output=True, text=True, timeout=120)
+    result = run_cli("run", "--llm", "openai", "--sim-budget", "tiny", "--out", str(tmp_path / "r"),
+                     home=tmp_path / "home", timeout=120)
     assert result.returncode == 3, result.stderr
     assert "OPENAI_API_KEY" in result.stderr and "Traceback" not in result.stderr
     assert "claims loaded" not in result.stderr
@@ -162,11 +151,10 @@ def test_run_with_an_unreachable_or_refusing_endpoint_fails_before_any_stage(tmp
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
     with OpenAIServer([], api_key="the-right-key") as server:
-        env = {**os.environ, "COLLAPSE_AUDIT_HOME": str(tmp_path / "home"), "OPENAI_API_KEY": "a-wrong-key",
+        env = {"OPENAI_API_KEY": "a-wrong-key",
                "OPENAI_BASE_URL": server.base_url if endpoint == "wrong key" else f"http://127.0.0.1:{port}/v1"}
-        exe = str(Path(sys.executable).with_name("collapse-audit"))
-        result = subprocess.run([exe, "run", "--llm", "openai", "--sim-budget", "tiny", "--out", str(tmp_path / "r")],
-                                env=env, capture_output=True, text=True, timeout=120)
+        result = run_cli("run", "--llm", "openai", "--sim-budget", "tiny", "--out", str(tmp_path / "r"),
+                         home=tmp_path / "home", env=env, timeout=120)
     assert result.returncode == 3, result.stderr
     assert says in result.stderr and "Traceback" not in result.stderr
     assert "claims loaded" not in result.stderr

@@ -32,7 +32,7 @@ from agent.schedule import (
     parse_every,
 )
 from tests.arxiv_server import ArxivServer, snapshot_papers
-from tests.subprocess_cli import run_cli
+from tests.subprocess_cli import Command, Result, run_cli, start
 
 INQUIRY = Path(__file__).parent / "data" / "inquiries" / "recursive_training.md"
 LEXICAL = {"COLLAPSE_AUDIT_EMBEDDINGS": "lexical"}
@@ -48,7 +48,7 @@ esac
 """
 
 
-def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+def error_lines(result: Result) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.strip()]
 
 
@@ -74,7 +74,7 @@ def cron(tmp_path: Path) -> dict[str, str]:
 def test_install_list_and_remove_a_crontab_entry(tmp_path, project, cron):
     home, table = tmp_path / "home", Path(cron["FAKE_CRONTAB_TABLE"])
 
-    def cli(*args: str) -> subprocess.CompletedProcess:
+    def cli(*args: str) -> Result:
         return run_cli("schedule", *args, home=home, cwd=project, env=cron, timeout=60)
 
     dry = cli("install", "--every", "7d", "--dry-run")
@@ -118,7 +118,7 @@ def test_systemd_units_are_written_under_home_with_the_recheck_command(tmp_path,
     home, user = tmp_path / "home", Path(cron["HOME"])
     units = user / ".config" / "systemd" / "user"
 
-    def cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    def cli(*args: str, **env: str) -> Result:
         return run_cli("schedule", *args, home=home, cwd=project, env={**cron, **env}, timeout=60)
 
     dry = cli("install", "--systemd", "--every", "12h", "--dry-run")
@@ -234,11 +234,9 @@ def audited(tmp_path_factory: pytest.TempPathFactory):
         yield home, project, server
 
 
-def cli_process(*args: str, home: Path, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """`collapse-audit ARGS` in the background, environment as run_cli makes it (no inherited OPENAI_*)."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
-    return subprocess.Popen([EXE, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**inherited, **LEXICAL, **(env or {}), "COLLAPSE_AUDIT_HOME": str(home)})
+def cli_process(*args: str, home: Path, cwd: Path, env: dict[str, str] | None = None) -> Command:
+    """`collapse-audit ARGS` in the background, with the lexical embedder."""
+    return start(*args, home=home, cwd=cwd, env={**LEXICAL, **(env or {})})
 
 
 def wait_for(condition, timeout: float, what: str):
@@ -280,13 +278,11 @@ def test_a_failed_run_is_logged_and_the_loop_goes_on_until_sigterm(audited):
     log.unlink(missing_ok=True)
     unreachable = {"OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "OPENAI_API_KEY": "test"}
     loop = cli_process("schedule", "run", "--every", "1s", "--llm", "openai", home=home, cwd=project, env=unreachable)
-    try:
-        lines = wait_for(lambda: len(run_lines(log)) >= 2 and run_lines(log), 120, "two failed runs in the log")
-        loop.send_signal(signal.SIGTERM)
-        _, err = loop.communicate(timeout=60)
-    finally:
-        loop.kill()
-    assert loop.returncode == 0, err
+    lines = wait_for(lambda: len(run_lines(log)) >= 2 and run_lines(log), 120, "two failed runs in the log")
+    os.kill(loop.pid, signal.SIGTERM)
+    stopped = loop.wait(60)
+    err = stopped.stderr
+    assert stopped.returncode == 0, err
     assert all(" exit 3 failed: cannot reach the LLM endpoint" in line for line in lines[:2]), lines
     summary = err.strip().splitlines()[-1]
     assert summary.startswith("schedule stopped (SIGTERM) after ") and " 0 changed, 0 unchanged, " in summary
@@ -305,11 +301,11 @@ def test_two_runs_of_one_project_never_run_at_once(audited):
         second = run_cli("run", "--source", "arxiv", "--arxiv-url", server.url, "--sim-budget", "none", "--llm", "none",
                          home=home, cwd=project, env=LEXICAL, timeout=60)
         resumed = run_cli("run", "--resume", held["run_id"], home=home, cwd=project, env=LEXICAL, timeout=60)
-        assert holder(runs_dir) == held and first.poll() is None, "the first run held the lock throughout"
+        assert holder(runs_dir) == held and first.running(), "the first run held the lock throughout"
     finally:
         server.always = None
-    _, err = first.communicate(timeout=120)
-    assert first.returncode == 0, err
+    finished = first.wait(120)
+    assert finished.returncode == 0, finished
 
     assert second.returncode == 5, second.stderr
     [line] = error_lines(second)

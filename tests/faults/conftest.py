@@ -16,7 +16,6 @@ from tests.faults.harness import (
     model_server,
     records,
     run_id_of,
-    stop_all,
 )
 
 # One dated claim with one arXiv ID: every stage runs, each as briefly as it can.
@@ -28,12 +27,6 @@ Does training on generated data erase the tails of the original distribution?
 
 - Training generative models on recursively generated data makes the tails of the original distribution disappear (2023, arXiv:2305.17493).
 """
-
-
-@pytest.fixture(autouse=True)
-def _no_command_outlives_its_test():
-    yield
-    stop_all()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from tests.faults.harness import cli
 
 
 def test_the_cli_entry_point_is_what_the_harness_runs():
-    """tests/faults/harness.py runs `agent.cli:app` in its processes: what the console script runs."""
+    """tests/subprocess_cli.py runs `agent.cli:app` in its processes: what the console script runs."""
     [script] = [e for e in entry_points(group="console_scripts") if e.name == "collapse-audit"]
     assert script.value == "agent.cli:app"
 

@@ -121,6 +121,11 @@ def test_kill_9_in_a_stage_then_resume(stage, earlier, inquiry, arxiv, model, tm
     row = records(earlier.runs)[run_id]
     assert (row["status"], row["error"]) == ("finished", None)
     assert not list(out.parent.glob(".report.*")), "no staging folder is left beside it"
+    if stage == "retrieve_literature":  # resuming a finished run does nothing, and says so
+        again = cli("run", "--resume", run_id, home=earlier.home, env=env)
+        said = " ".join(again.stderr.split())  # rich folds a long line
+        assert again.returncode == 0 and f"run {run_id} already finished; report in {out}" in said, again
+        assert report_complete(out)["run_id"] == run_id
     earlier.assert_intact()
 
 
