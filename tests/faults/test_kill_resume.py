@@ -176,3 +176,20 @@ def test_ctrl_c_between_requests_marks_the_run_interrupted(earlier, inquiry, arx
     assert stopped.error_lines() == [f"error: interrupted; resume with `collapse-audit run --resume {run_id}`"], stopped
     assert status(earlier.runs, run_id) == ("failed", "interrupted (Ctrl-C)")
     earlier.assert_intact()
+
+
+def test_ctrl_c_in_any_other_command_is_one_line_and_exit_130(earlier, arxiv, tmp_path):
+    """A command without its own handling (here `verify-citations`, held on arXiv) says it was
+    interrupted, in one line, and exits 130: never click's "Aborted!" and exit 1, which means flagged."""
+    text = tmp_path / "cites.md"
+    text.write_text("Attention replaced recurrence (Vaswani et al., 2017, arXiv:1706.03762).\n")
+    arxiv.hold = ids_lookup
+    proc = start("verify-citations", str(text), "--source", "arxiv", "--arxiv-url", arxiv.url, home=earlier.home)
+    wait_until(arxiv.held.is_set, "arXiv asked", proc=proc)
+    os.kill(proc.pid, signal.SIGINT)
+    arxiv.hold = None
+    arxiv.release.set()
+    stopped = proc.wait(30)
+    assert stopped.returncode == 130, stopped
+    assert stopped.error_lines() == ["error: interrupted (Ctrl-C)"], stopped
+    assert "Traceback" not in stopped.stderr and "Aborted" not in stopped.stderr, stopped
