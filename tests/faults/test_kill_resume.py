@@ -137,8 +137,7 @@ def test_ctrl_c_in_a_stage_held_on_a_source_exits_130_at_once_and_resume_finishe
     run_id = wait_until(lambda: "→" in proc.stderr and run_id_of(proc.stderr), "the run's first line", proc=proc)
     wait_until(arxiv.held.is_set, "arXiv asked in ground_citations", proc=proc)
     started = time.monotonic()
-    os.kill(proc.pid, signal.SIGINT)
-    stopped = proc.wait(15)
+    stopped = proc.interrupt(15)
     waited = time.monotonic() - started
     arxiv.hold = None
     arxiv.release.set()
