@@ -41,6 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -297,8 +298,10 @@ def _selective_against_exact(snapshot: Snapshot, queries: list[str], papers: lis
     """What a large index's selective search gives up: for each query, its top 10 beside the top 10
     of scoring every matching paper (what an index under `exact_search_limit` does), and whether
     each finds the paper the query was made from (query i from papers[i % len(papers)])."""
-    if len(snapshot) <= snapshot.exact_search_limit or not queries:
+    if len(snapshot) <= snapshot.exact_search_limit:
         return "selective search: not used at this size (every match is scored)"
+    if not queries:
+        return "selective vs exact search: not measured (--exact 0)"
     shared, found, found_exact, exact_times = [], 0, 0, []
     for index, query in enumerate(queries):
         target = papers[index % len(papers)].id
@@ -338,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from tools.dense import dense_index
     from tools.embeddings import LexicalEmbedder, get_embedder
-    from tools.grounding import verify_text
+    from tools.grounding import is_flagged, verify_text
     from tools.retrieval import find_related
     from tools.sources import open_source
 
@@ -427,6 +430,13 @@ def main(argv: list[str] | None = None) -> None:
         times = _timed([lambda t=t: verify_text(t, source, run_date=run_date, embedder=embedder) for t in texts[1:]])
         print(f"grounding, per citation (offline, {index.key}): {_quantiles(times)}; first citation {warm:.2f} s "
               "(judge warm-up: the 400-paper background encoded once per run)")
+        # correct at this size? each sentence as written, and with the next paper's ID (a real paper, the wrong one)
+        swapped = [text.replace(f"arXiv:{paper.id}", f"arXiv:{papers[(i + 1) % len(texts)].id}")
+                   for i, (text, paper) in enumerate(zip(texts, papers))]
+        right = Counter(c.status for t in texts for c in verify_text(t, source, run_date=run_date, embedder=embedder))
+        wrong = Counter(c.status for t in swapped for c in verify_text(t, source, run_date=run_date, embedder=embedder))
+        print(f"grounding verdicts ({len(texts)} citations): as written {dict(right.most_common())}; with the next "
+              f"paper's ID {dict(wrong.most_common())} (flagged: {sum(n for k, n in wrong.items() if is_flagged(k))})")
         snapshot.close()
         print(f"peak RSS {_rss_mb():,.0f} MB")
 
