@@ -312,7 +312,7 @@ class Snapshot:
             # bm25 reads the whole list of every word in the match to count its papers (a tenth of
             # a second for a word in a million papers), so only the two likeliest to be rare are
             # required: the longest (rarer words are longer, Zipf's law of abbreviation)
-            longest = sorted(words, key=lambda w: (-len(w), words.index(w)))[:AND_WORDS]
+            longest = sorted(words, key=len, reverse=True)[:AND_WORDS]  # a stable sort: ties keep the query's order
             return [w for w in words if w in longest], " AND "
         return [w for w in words if w in chosen], " OR "
 
